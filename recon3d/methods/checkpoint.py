@@ -1,0 +1,81 @@
+"""Atomic, resumable checkpoints shared by every method's training loop."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+_CKPT_RE = re.compile(r"step_(\d+)\.pt$")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    A crash mid-write never leaves a truncated checkpoint behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def rng_state() -> dict:
+    """Snapshot of every global RNG a training loop may touch (python, numpy, torch CPU/CUDA)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(ckpt_dir: str | os.PathLike, step: int) -> Path:
+    return Path(ckpt_dir) / f"step_{step:07d}.pt"
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint with the highest step in ``ckpt_dir``, or None."""
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in d.glob("step_*.pt") if (m := _CKPT_RE.search(p.name))]
+    return max(found)[1] if found else None
+
+
+def prune_checkpoints(ckpt_dir: str | os.PathLike, keep: int) -> None:
+    """Delete all but the ``keep`` most recent checkpoints."""
+    d = Path(ckpt_dir)
+    found = sorted((int(m.group(1)), p) for p in d.glob("step_*.pt") if (m := _CKPT_RE.search(p.name)))
+    for _, p in found[:-keep] if keep > 0 else []:
+        p.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # corrupt or foreign file
+        raise ValueError(f"{path}: not a readable recon3d checkpoint ({e.__class__.__name__}: {e})") from e

@@ -1,0 +1,82 @@
+"""Configuration of the Gaussian-splatting optimizer, with quick/default/high presets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+
+from .model import LearningRates
+from .strategy import DensifyConfig
+
+
+@dataclass
+class SplatConfig:
+    max_steps: int = 7_000
+    sh_degree: int = 3
+    sh_degree_interval: int = 1_000  # one more SH degree every this many steps (at 30k-step scale)
+    ssim_lambda: float = 0.2  # loss = (1 - l) * L1 + l * D-SSIM
+    init: str = "auto"  # "auto" (points if the scene has them), "points", "random"
+    init_num_random: int = 100_000
+    init_random_extent: float = 1.0  # random init box half-size, as a fraction of the scene radius
+    init_opacity: float = 0.1
+    background: str = "scene"  # "scene" (the dataset's), "white", "black", "random"
+    lrs: LearningRates = field(default_factory=LearningRates)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    scale_schedule_to_steps: bool = True  # stretch densify/SH schedules from 30k steps to max_steps
+    antialiased: bool = False
+    eval_every: int = 0  # 0: only at the end
+    checkpoint_every: int = 1_000
+    keep_checkpoints: int = 2
+    seed: int = 0
+    backend: str = "auto"  # rasterizer: "auto", "torch", "gsplat"
+
+    def schedule(self) -> tuple[DensifyConfig, int]:
+        """The densification config and SH interval actually used for ``max_steps``."""
+        if not self.scale_schedule_to_steps:
+            return self.densify, self.sh_degree_interval
+        f = self.max_steps / 30_000
+        return self.densify.scaled_to(self.max_steps), max(1, int(self.sh_degree_interval * f))
+
+    # ------------------------------------------------------------------ (de)serialization
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SplatConfig":
+        return _from_dict(cls, d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SplatConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _from_dict(cls, d: dict):
+    kw = {}
+    names = {f.name: f for f in fields(cls)}
+    for k, v in d.items():
+        if k not in names:
+            raise ValueError(f"unknown {cls.__name__} option {k!r}")
+        default = getattr(cls(), k) if k in ("lrs", "densify") else None
+        kw[k] = _from_dict(type(default), v) if is_dataclass(default) and isinstance(v, dict) else v
+    return cls(**kw)
+
+
+PRESETS: dict[str, SplatConfig] = {
+    # a few minutes on a laptop CPU: coarse but recognizable
+    "quick": SplatConfig(max_steps=1_500, sh_degree=1, init_num_random=30_000, checkpoint_every=500),
+    # the CPU default: good quality on small (<= 256 px) scenes
+    "default": SplatConfig(max_steps=5_000, sh_degree=3, init_num_random=50_000),
+    # the 3DGS paper schedule (meant for a GPU)
+    "high": SplatConfig(max_steps=30_000, sh_degree=3, init_num_random=100_000, scale_schedule_to_steps=False,
+                        checkpoint_every=5_000),
+}
+
+
+def preset(name: str, **overrides) -> SplatConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,305 @@
+"""Per-scene 3D Gaussian splatting: training loop, evaluation, export.
+
+Usage::
+
+    from recon3d.io import load_scene
+    from recon3d.methods.splat import SplatTrainer, preset
+    trainer = SplatTrainer(load_scene("scene/"), preset("default"), run_dir="outputs/scene")
+    trainer.fit()                 # resumes from run_dir/checkpoints when resume=True
+    metrics = trainer.evaluate()  # PSNR / SSIM / ms per image on the test split, renders saved
+    trainer.export_ply("outputs/scene/splats.ply")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from recon3d.core import Cameras
+from recon3d.core.gaussians import rasterize
+from recon3d.core.metrics import dssim_loss, psnr, ssim
+from recon3d.methods.checkpoint import (
+    atomic_torch_save, checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, rng_state, set_rng_state,
+)
+
+from .config import SplatConfig
+from .model import GaussianModel, make_optimizers, means_lr_at
+from .ply import save_splat_ply
+from .strategy import DensifyStrategy
+
+log = logging.getLogger(__name__)
+
+_NAMED_BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but no CUDA device is available")
+    return dev
+
+
+@dataclass
+class RenderResult:
+    """Images for C cameras: colors (C, H, W, 3), alphas (C, H, W, 1), depths (C, H, W, 1) z-depth."""
+
+    colors: Tensor
+    alphas: Tensor
+    depths: Tensor
+
+
+class SplatTrainer:
+    """Fits a :class:`GaussianModel` to a scene's training views.
+
+    The scene is used in whatever coordinates it comes in (normally normalized by the reader);
+    its ``normalization`` is undone only at export time.
+    """
+
+    def __init__(self, scene, cfg: SplatConfig, run_dir: str | Path, device: str = "auto") -> None:
+        self.scene = scene
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device)
+        self.densify_cfg, self.sh_interval = cfg.schedule()
+        self.cameras: Cameras = scene.cameras.to(self.device)
+        centers = self.cameras.centers[torch.as_tensor(scene.train_indices)]
+        # 3DGS's "cameras extent": 1.1 x the largest camera distance from their mean center.
+        self.extent = float(1.1 * (centers - centers.mean(0)).norm(dim=-1).max().clamp_min(1e-3))
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.model = self._init_model().to(self.device)
+        self.optimizers = make_optimizers(self.model, cfg.lrs, self.extent)
+        self.strategy = DensifyStrategy(self.densify_cfg, self.extent)
+        self._train_images: Tensor | None = None
+        self._order: list[int] = []
+
+    # ------------------------------------------------------------------ setup
+    def _init_model(self) -> GaussianModel:
+        cfg, scene = self.cfg, self.scene
+        points = getattr(scene, "points", None)
+        use_points = cfg.init == "points" or (cfg.init == "auto" and points is not None and len(points) >= 4)
+        if use_points:
+            if points is None or len(points) < 4:
+                raise ValueError("init='points' but the scene has no sparse points")
+            log.info("initializing %d Gaussians from the scene's points", len(points))
+            return GaussianModel.from_points(points, getattr(scene, "point_colors", None), cfg.sh_degree,
+                                             init_opacity=cfg.init_opacity)
+        center = self.cameras.look_at().cpu()
+        radius = float((self.cameras.centers.cpu() - center).norm(dim=-1).min()) * cfg.init_random_extent
+        # object captures: cameras surround the object; a box of half-size ~ camera distance / 3 holds it
+        half = radius / 3.0 if cfg.init_random_extent == 1.0 else radius
+        log.info("initializing %d random Gaussians in a box of half-size %.3f", cfg.init_num_random, half)
+        return GaussianModel.random_in_box(cfg.init_num_random, center - half, center + half, cfg.sh_degree,
+                                           generator=self.generator, init_opacity=cfg.init_opacity)
+
+    def _background(self, C: int) -> Tensor:
+        name = self.cfg.background
+        if name == "scene":
+            bg = getattr(self.scene, "background", None)
+            bg = torch.zeros(3) if bg is None else torch.as_tensor(bg, dtype=torch.float32)
+        elif name == "random":
+            bg = torch.rand(3, generator=self.generator)
+        else:
+            bg = torch.tensor(_NAMED_BACKGROUNDS[name])
+        return bg.to(self.device).expand(C, 3)
+
+    def _image(self, i: int) -> Tensor:
+        if self._train_images is None:
+            idx = list(self.scene.train_indices)
+            log.info("loading %d training images", len(idx))
+            imgs = [self.scene.image(j) for j in idx]
+            self._train_images = torch.stack(imgs).to(self.device)
+            self._train_pos = {j: k for k, j in enumerate(idx)}
+        return self._train_images[self._train_pos[i]]
+
+    def _next_view(self) -> int:
+        if not self._order:
+            idx = list(self.scene.train_indices)
+            perm = torch.randperm(len(idx), generator=self.generator).tolist()
+            self._order = [idx[k] for k in perm]
+        return self._order.pop()
+
+    # ------------------------------------------------------------------ rendering
+    def sh_degree_at(self, step: int) -> int:
+        return min(step // self.sh_interval, self.cfg.sh_degree)
+
+    def _rasterize(self, cams: Cameras, sh_degree: int, background: Tensor | None):
+        m = self.model
+        return rasterize(
+            means=m.means, quats=m.quats, scales=m.scales, opacities=m.opacities, colors=m.sh,
+            viewmats=cams.w2c, Ks=cams.K, width=int(cams.width[0]), height=int(cams.height[0]),
+            sh_degree=sh_degree, backgrounds=background, backend=self.cfg.backend, antialiased=self.cfg.antialiased,
+        )
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, background: Tensor | None = None) -> RenderResult:
+        """Render each camera separately (sizes may differ). Returns lists stacked when sizes agree."""
+        cams = cameras.to(self.device)
+        cols, alphas, depths = [], [], []
+        for i in range(len(cams)):
+            bg = self._background(1) if background is None else background.to(self.device).expand(1, 3)
+            out = self._rasterize(cams[i], self.cfg.sh_degree, bg)
+            cols.append(out.colors[0].clamp(0, 1))
+            alphas.append(out.alphas[0])
+            depths.append(out.depths[0])
+        try:
+            return RenderResult(torch.stack(cols), torch.stack(alphas), torch.stack(depths))
+        except RuntimeError:  # different image sizes: keep a list-like batch of one per tensor
+            return RenderResult(cols, alphas, depths)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ training
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        step = self.step
+        for name, opt in self.optimizers.items():
+            if name == "means":
+                opt.param_groups[0]["lr"] = means_lr_at(step, cfg.max_steps, cfg.lrs, self.extent)
+        i = self._next_view()
+        cam = self.cameras[i]
+        gt = self._image(i)
+        bg = self._background(1)
+        out = self._rasterize(cam, self.sh_degree_at(step), bg)
+        out.means2d.retain_grad()
+        pred = out.colors[0]
+        l1 = (pred - gt).abs().mean()
+        loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * dssim_loss(pred, gt)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if step < self.densify_cfg.refine_stop:
+            self.strategy.accumulate(out.means2d, out.radii, int(cam.width[0]), int(cam.height[0]))
+        for opt in self.optimizers.values():
+            opt.step()
+        self.step += 1
+        edits = self.strategy.step(self.step, self.model, self.optimizers, self.generator)
+        with torch.no_grad():
+            p = float(psnr(pred.detach().clamp(0, 1), gt))
+        return {"loss": float(loss), "psnr": p, **edits}
+
+    def fit(self, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
+        """Train to ``cfg.max_steps``; checkpoints to ``run_dir/checkpoints``. Returns a summary."""
+        cfg = self.cfg
+        ckpt_dir = self.run_dir / "checkpoints"
+        if resume:
+            latest = latest_checkpoint(ckpt_dir)
+            if latest is not None:
+                self.load(latest)
+                log.info("resumed from %s (step %d)", latest, self.step)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not progress, desc="splat", dynamic_ncols=True)
+        ema_loss, ema_psnr = None, None
+        history = []
+        while self.step < cfg.max_steps:
+            stats = self.train_step()
+            ema_loss = stats["loss"] if ema_loss is None else 0.9 * ema_loss + 0.1 * stats["loss"]
+            ema_psnr = stats["psnr"] if ema_psnr is None else 0.9 * ema_psnr + 0.1 * stats["psnr"]
+            bar.update(1)
+            if self.step % 10 == 0 or self.step == cfg.max_steps:
+                bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{ema_psnr:.2f}", n=len(self.model), refresh=False)
+            if self.step % log_every == 0:
+                history.append({"step": self.step, "loss": ema_loss, "psnr": ema_psnr, "gaussians": len(self.model)})
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.max_steps:
+                self.save(checkpoint_path(ckpt_dir, self.step))
+                prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                m = self.evaluate(save_renders=False)
+                bar.write(f"step {self.step}: test PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}")
+        bar.close()
+        self.save(checkpoint_path(ckpt_dir, self.step))
+        prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+        return {"steps": self.step, "train_seconds": time.perf_counter() - t0, "gaussians": len(self.model),
+                "history": history}
+
+    # ------------------------------------------------------------------ evaluation / export
+    @torch.no_grad()
+    def evaluate(self, split: str = "test", save_renders: bool = True) -> dict:
+        """PSNR / SSIM / render time on a split; renders go to ``run_dir/renders/<split>/``."""
+        from recon3d.io.images import save_image
+
+        indices = list(self.scene.test_indices if split == "test" else self.scene.train_indices)
+        if not indices:
+            raise ValueError(f"the scene has no {split} views to evaluate on")
+        psnrs, ssims, times = [], [], []
+        out_dir = self.run_dir / "renders" / split
+        for i in indices:
+            gt = self.scene.image(i).to(self.device)
+            t = time.perf_counter()
+            res = self.render(self.cameras[i])
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+            pred = res.colors[0]
+            psnrs.append(float(psnr(pred, gt)))
+            ssims.append(float(ssim(pred, gt)))
+            if save_renders:
+                name = Path(self.scene.image_paths[i]).stem
+                save_image(out_dir / f"{name}.png", pred.cpu())
+        return {"split": split, "views": len(indices), "psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
+                "ms_per_image": 1000 * float(np.mean(times)), "per_view_psnr": psnrs}
+
+    def export_ply(self, path: str | Path, original_units: bool = True) -> Path:
+        """Write the splats as a 3DGS .ply, mapped back to the capture's units when ``original_units``."""
+        T = None
+        norm = getattr(self.scene, "normalization", None)
+        if original_units and norm is not None:
+            T = np.linalg.inv(np.asarray(norm.transform, dtype=np.float64))
+        return save_splat_ply(self.model, path, transform=T)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "max_sh_degree": self.model.max_sh_degree,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "strategy": self.strategy.state_dict(),
+            "generator": self.generator.get_state(),
+            "order": list(self._order),
+            "rng": rng_state(),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_torch_save(self.state_dict(), path)
+
+    def load(self, path: str | Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        model = GaussianModel.empty_like_state(state["model"], state["max_sh_degree"]).to(self.device)
+        model.load_state_dict(state["model"])
+        self.model = model
+        self.optimizers = make_optimizers(self.model, self.cfg.lrs, self.extent)
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.strategy.load_state_dict(state["strategy"])
+        self.generator.set_state(state["generator"])
+        self._order = list(state["order"])
+        self.step = int(state["step"])
+        set_rng_state(state["rng"])
+
+
+def write_metrics(path: str | Path, metrics: dict) -> None:
+    """Atomic JSON write."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(metrics, f, indent=2, default=lambda o: float(o) if isinstance(o, (np.floating, torch.Tensor)) else str(o))
+    os.replace(tmp, path)
+
+
+_ = math  # keep math import for schedules extended later
