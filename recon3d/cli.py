@@ -67,7 +67,9 @@ def cmd_fit(args) -> int:
                         "pass a posed dataset with --data")
     if args.method != "splat":
         raise UserError(f"--method {args.method}: only 'splat' is available in this version")
-    scene = _load(args)
+    from recon3d.io.normalize import normalize_scene
+
+    scene = normalize_scene(_load(args))
     out = args.out or Path("outputs") / f"{scene.name}-{args.method}"
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"

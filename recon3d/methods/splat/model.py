@@ -10,16 +10,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
-SH_C0 = 0.28209479177387814  # Y_0^0; rgb = SH_C0 * f_dc + 0.5
-
-
-def rgb_to_sh0(rgb: Tensor) -> Tensor:
-    return (rgb - 0.5) / SH_C0
-
-
-def sh0_to_rgb(sh0: Tensor) -> Tensor:
-    return sh0 * SH_C0 + 0.5
-
+from recon3d.core.gaussians.sh import rgb_to_sh0
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh0", "shN")
 
