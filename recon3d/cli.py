@@ -2,7 +2,7 @@
 
     recon3d info    --data PATH                 summarize a dataset (format, cameras, splits, bounds)
     recon3d convert --data PATH --out FILE      write a nerfstudio transforms.json for any supported dataset
-    recon3d fit     --data PATH [--method splat] [--preset quick|default|high] [--out DIR] [--resume]
+    recon3d fit     --images DIR | --data PATH  [--preset quick|default|high] [--out DIR] [--resume]
 
 Every error in user input exits with status 2 and a one-line message naming the file and the problem.
 """
@@ -16,10 +16,6 @@ import time
 from pathlib import Path
 
 DATA_FORMATS = ("auto", "blender", "nerfstudio", "colmap", "llff")
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit status 2."""
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -59,46 +55,19 @@ def cmd_convert(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from recon3d.methods.splat import SplatTrainer, preset
-    from recon3d.methods.splat.trainer import write_metrics
+    from recon3d.pipeline import FitOptions, run_fit
 
-    if args.images is not None:
-        raise UserError("--images (structure-from-motion from unposed photos) is not available yet; "
-                        "pass a posed dataset with --data")
-    if args.method != "splat":
-        raise UserError(f"--method {args.method}: only 'splat' is available in this version")
-    from recon3d.io.normalize import normalize_scene
-
-    scene = normalize_scene(_load(args))
-    out = args.out or Path("outputs") / f"{scene.name}-{args.method}"
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "config.json"
-    if args.resume and cfg_path.exists():
-        from recon3d.methods.splat.config import SplatConfig
-
-        cfg = SplatConfig.load(cfg_path)
-        if args.max_steps:
-            cfg.max_steps = args.max_steps
-    else:
-        cfg = preset(args.preset, max_steps=args.max_steps, backend=args.backend)
-    cfg.save(cfg_path)
-    trainer = SplatTrainer(scene, cfg, out, device=args.device)
-    logging.info("fitting %s: %d train / %d test views, %d steps, device %s", scene.name,
-                 len(scene.train_indices), len(scene.test_indices), cfg.max_steps, trainer.device)
-    summary = trainer.fit(resume=args.resume)
-    metrics = {"method": args.method, "preset": args.preset, "scene": str(args.data),
-               "steps": summary["steps"], "train_seconds": summary["train_seconds"], "gaussians": summary["gaussians"]}
-    if scene.test_indices:
-        ev = trainer.evaluate("test")
-        metrics.update({f"test_{k}": v for k, v in ev.items() if k != "split"})
-        print(f"test PSNR {ev['psnr']:.2f} dB  SSIM {ev['ssim']:.4f}  {ev['ms_per_image']:.1f} ms/image "
-              f"({ev['views']} views)")
-    ply = trainer.export_ply(out / "splats.ply")
-    metrics["splats_ply"] = str(ply)
-    metrics["mesh"] = None
-    metrics["mesh_note"] = "mesh extraction (SuGaR) is not available in this version"
-    write_metrics(out / "metrics.json", metrics)
-    print(f"outputs in {out}: config.json, checkpoints/, renders/test/, splats.ply, metrics.json")
+    opts = FitOptions(data=args.data, images=args.images, format=args.format, downscale=args.downscale,
+                      method=args.method, preset=args.preset, max_steps=args.max_steps, device=args.device,
+                      backend=args.backend, out=args.out, resume=args.resume, orbit_frames=args.orbit_frames,
+                      matcher=args.matcher)
+    m = run_fit(opts)
+    if "test_psnr" in m:
+        print(f"test PSNR {m['test_psnr']:.2f} dB  SSIM {m['test_ssim']:.4f}  "
+              f"{m['render_ms_per_image']:.1f} ms/image ({m['test_views']} views)")
+    print(f"outputs in {m['out']}: metrics.json, splats.ply, orbit.gif, renders/test/, transforms.json, "
+          f"config.json, checkpoints/")
+    print(f"mesh: {m['mesh_note']}")
     return 0
 
 
@@ -116,9 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path, help="output transforms.json path")
     s.set_defaults(fn=cmd_convert)
 
-    s = sub.add_parser("fit", help="fit a per-scene model to a posed dataset")
-    s.add_argument("--data", type=Path, help="posed dataset folder (Blender, nerfstudio, COLMAP or LLFF)")
-    s.add_argument("--images", type=Path, default=None, help=argparse.SUPPRESS)
+    s = sub.add_parser("fit", help="fit a per-scene model to photos or a posed dataset")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", type=Path, default=None, help="folder of photos (poses by pycolmap SfM)")
+    src.add_argument("--data", type=Path, help="posed dataset folder (Blender, nerfstudio, COLMAP or LLFF)")
+    s.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"),
+                   help="SfM feature matching for --images (auto: exhaustive up to 100 images)")
+    s.add_argument("--orbit-frames", type=int, default=48, help="frames of the orbit GIF (0: none)")
     s.add_argument("--format", default="auto", choices=DATA_FORMATS)
     s.add_argument("--downscale", type=float, default=1)
     s.add_argument("--method", default="splat", help="per-scene method (default: splat)")
@@ -136,15 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if args.command == "fit" and args.data is None and args.images is None:
-        print("recon3d fit: error: --data is required", file=sys.stderr)
-        return 2
     from recon3d.io.errors import DataError
 
     t = time.perf_counter()
     try:
         rc = args.fn(args)
-    except (UserError, DataError) as e:
+    except DataError as e:
         print(f"recon3d {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

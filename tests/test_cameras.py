@@ -100,3 +100,18 @@ def test_bad_inputs():
         Cameras(torch.eye(4), 1.0, 1.0, 0.5, 0.5, 1, 1, model="kannala")
     with pytest.raises(ValueError, match="entries"):
         Cameras(torch.eye(4).repeat(2, 1, 1), torch.ones(3), 1.0, 0.5, 0.5, 1, 1)
+
+
+def test_orbit_path_circles_the_look_at_point():
+    from recon3d.core.camera_paths import orbit_path
+
+    cams = _cams(n=8)  # orbit_c2w: radius 4, 30 degrees elevation, looking at the origin, z up
+    path = orbit_path(cams, num_frames=12)
+    assert len(path) == 12
+    assert torch.allclose(path.centers.norm(dim=-1), torch.full((12,), 4.0), atol=1e-3)
+    assert torch.allclose(path.centers[:, 2], torch.full((12,), 2.0), atol=1e-3)  # same elevation
+    # every frame looks at the origin with image-up = world +z side
+    uv, z = path.project(torch.zeros(1, 3))
+    assert torch.allclose(uv[:, 0], torch.stack([path.cx, path.cy], -1), atol=1e-3) and (z > 0).all()
+    uv_up, _ = path.project(torch.tensor([[0.0, 0.0, 0.5]]))
+    assert (uv_up[:, 0, 1] < path.cy).all()

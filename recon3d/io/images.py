@@ -21,7 +21,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from ._common import atomic_write_bytes, natural_key, resolve_background
+from .atomic import atomic_write_bytes
+from ._common import natural_key, resolve_background
 from .errors import DataError
 
 #: File suffixes (lower case) recognised as images by :func:`list_images` and the readers.

@@ -42,7 +42,8 @@ import torch
 from recon3d.core.cameras import OPENCV, OPENCV_FISHEYE, PINHOLE, Cameras
 from recon3d.core.conventions import nerfstudio_to_opencv, opencv_to_nerfstudio
 
-from ._common import (TEST_EVERY, as_number, as_pose, atomic_write_bytes, every_nth_split, read_json,
+from .atomic import atomic_write_bytes
+from ._common import (TEST_EVERY, as_number, as_pose, every_nth_split, read_json,
                       relpath_posix, require_dict, require_key)
 from .errors import DataError
 from .images import find_image, image_size

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._common import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .errors import DataError
 
 

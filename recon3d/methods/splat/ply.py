@@ -8,11 +8,12 @@ all red coefficients of degrees >= 1, then green, then blue.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from recon3d.io.atomic import atomic_write_bytes
 
 from .model import GaussianModel
 
@@ -46,14 +47,7 @@ def save_splat_ply(model: GaussianModel, path: str | os.PathLike, transform: np.
     names = _fields(rest.shape[1])
     header = "ply\nformat binary_little_endian 1.0\nelement vertex %d\n" % n
     header += "".join(f"property float {f}\n" for f in names) + "end_header\n"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(header.encode("ascii"))
-        f.write(np.ascontiguousarray(data).tobytes())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, header.encode("ascii") + np.ascontiguousarray(data).tobytes())
 
 
 def load_splat_ply(path: str | os.PathLike) -> GaussianModel:

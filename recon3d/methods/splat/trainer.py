@@ -12,9 +12,7 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +183,7 @@ class SplatTrainer:
         edits = self.strategy.step(self.step, self.model, self.optimizers, self.generator)
         with torch.no_grad():
             p = float(psnr(pred.detach().clamp(0, 1), gt))
-        return {"loss": float(loss), "psnr": p, **edits}
+        return {"loss": float(loss.detach()), "psnr": p, **edits}
 
     def fit(self, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
         """Train to ``cfg.max_steps``; checkpoints to ``run_dir/checkpoints``. Returns a summary."""
@@ -287,19 +285,3 @@ class SplatTrainer:
         self._order = list(state["order"])
         self.step = int(state["step"])
         set_rng_state(state["rng"])
-
-
-def write_metrics(path: str | Path, metrics: dict) -> None:
-    """Atomic JSON write."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(metrics, f, indent=2, default=lambda o: float(o) if isinstance(o, (np.floating, torch.Tensor)) else str(o))
-    os.replace(tmp, path)
-
-
-_ = math  # keep math import for schedules extended later

@@ -1,0 +1,59 @@
+"""The recon3d command line: fit end to end on a tiny generated scene, info/convert, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recon3d.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_blender(tmp_path_factory):
+    from recon3d.io.synthetic import generate_scene
+
+    root = tmp_path_factory.mktemp("cli") / "tiny"
+    generate_scene(root, num_views=9, size=32, seed=1, object="random")
+    return root
+
+
+def test_fit_writes_the_run_folder_and_resumes(tiny_blender, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["fit", "--data", str(tiny_blender), "--preset", "quick", "--max-steps", "6", "--orbit-frames", "3",
+            "--out", str(out)]
+    assert main(args) == 0
+    for name in ("config.json", "metrics.json", "splats.ply", "orbit.gif", "transforms.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "renders" / "test").glob("*.png"))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 6 and m["test_views"] == 2 and 0 < m["test_psnr"] < 60
+    assert m["mesh"] is None and "not available" in m["mesh_note"]
+    assert "test PSNR" in capsys.readouterr().out
+    # resume continues from the step-6 checkpoint to 9 steps
+    assert main(args[:-4] + ["--max-steps", "9", "--out", str(out), "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 9
+
+
+def test_info_and_convert(tiny_blender, tmp_path, capsys):
+    assert main(["info", "--data", str(tiny_blender)]) == 0
+    assert "train 7" in capsys.readouterr().out
+    out = tmp_path / "transforms.json"
+    assert main(["convert", "--data", str(tiny_blender), "--out", str(out)]) == 0
+    from recon3d.io import load_scene
+
+    assert len(load_scene(out.parent, format="nerfstudio").cameras) == 9
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "transforms.json").write_text("{ not json")
+    assert main(["fit", "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "transforms.json" in err and "malformed JSON" in err
+    assert main(["info", "--data", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse: --images and --data are exclusive
+        main(["fit", "--data", "a", "--images", "b"])
+    assert e.value.code == 2
