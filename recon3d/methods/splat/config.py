@@ -18,9 +18,9 @@ class SplatConfig:
     ssim_lambda: float = 0.2  # loss = (1 - l) * L1 + l * D-SSIM
     init: str = "auto"  # "auto" (points if the scene has them), "points", "random"
     init_num_random: int = 100_000
-    init_random_extent: float = 1.0  # random init box half-size, as a fraction of the scene radius
+    init_random_extent: float = 1 / 3  # random init box half-size, as a fraction of the nearest camera distance
     init_opacity: float = 0.1
-    background: str = "scene"  # "scene" (the dataset's), "white", "black", "random"
+    background: str = "scene"  # "scene" (what the dataset's images are composited on), "white", "black"
     lrs: LearningRates = field(default_factory=LearningRates)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     scale_schedule_to_steps: bool = True  # stretch densify/SH schedules from 30k steps to max_steps

@@ -94,20 +94,17 @@ class SplatTrainer:
             return GaussianModel.from_points(points, getattr(scene, "point_colors", None), cfg.sh_degree,
                                              init_opacity=cfg.init_opacity)
         center = self.cameras.look_at().cpu()
-        radius = float((self.cameras.centers.cpu() - center).norm(dim=-1).min()) * cfg.init_random_extent
-        # object captures: cameras surround the object; a box of half-size ~ camera distance / 3 holds it
-        half = radius / 3.0 if cfg.init_random_extent == 1.0 else radius
+        half = float((self.cameras.centers.cpu() - center).norm(dim=-1).min()) * cfg.init_random_extent
         log.info("initializing %d random Gaussians in a box of half-size %.3f", cfg.init_num_random, half)
         return GaussianModel.random_in_box(cfg.init_num_random, center - half, center + half, cfg.sh_degree,
                                            generator=self.generator, init_opacity=cfg.init_opacity)
 
     def _background(self, C: int) -> Tensor:
+        """(C, 3) background color: the scene's (what its images were composited on) or a named one."""
         name = self.cfg.background
         if name == "scene":
             bg = getattr(self.scene, "background", None)
             bg = torch.zeros(3) if bg is None else torch.as_tensor(bg, dtype=torch.float32)
-        elif name == "random":
-            bg = torch.rand(3, generator=self.generator)
         else:
             bg = torch.tensor(_NAMED_BACKGROUNDS[name])
         return bg.to(self.device).expand(C, 3)
@@ -142,19 +139,17 @@ class SplatTrainer:
 
     @torch.no_grad()
     def render(self, cameras: Cameras, background: Tensor | None = None) -> RenderResult:
-        """Render each camera separately (sizes may differ). Returns lists stacked when sizes agree."""
+        """Render cameras one at a time (bounded memory) with the full SH degree.
+
+        All cameras must share one image size; background defaults to the training background.
+        """
         cams = cameras.to(self.device)
-        cols, alphas, depths = [], [], []
-        for i in range(len(cams)):
-            bg = self._background(1) if background is None else background.to(self.device).expand(1, 3)
-            out = self._rasterize(cams[i], self.cfg.sh_degree, bg)
-            cols.append(out.colors[0].clamp(0, 1))
-            alphas.append(out.alphas[0])
-            depths.append(out.depths[0])
-        try:
-            return RenderResult(torch.stack(cols), torch.stack(alphas), torch.stack(depths))
-        except RuntimeError:  # different image sizes: keep a list-like batch of one per tensor
-            return RenderResult(cols, alphas, depths)  # type: ignore[arg-type]
+        if len(set(cams.width.tolist())) > 1 or len(set(cams.height.tolist())) > 1:
+            raise ValueError("render() needs cameras of one image size; render them in groups")
+        bg = self._background(1) if background is None else background.to(self.device).reshape(1, 3)
+        outs = [self._rasterize(cams[i], self.cfg.sh_degree, bg) for i in range(len(cams))]
+        return RenderResult(torch.cat([o.colors for o in outs]).clamp(0, 1), torch.cat([o.alphas for o in outs]),
+                            torch.cat([o.depths for o in outs]))
 
     # ------------------------------------------------------------------ training
     def train_step(self) -> dict:
