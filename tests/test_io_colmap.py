@@ -1,9 +1,11 @@
 """recon3d.io.colmap on reconstructions built with pycolmap and written as text and binary."""
 
 import numpy as np
-import pycolmap
 import pytest
 import torch
+
+import recon3d  # noqa: F401  (loads Pillow before pycolmap, see recon3d/__init__.py)
+import pycolmap  # noqa: E402
 
 from recon3d.core.cameras import OPENCV, OPENCV_FISHEYE, PINHOLE
 from recon3d.io import DataError, read_colmap

@@ -51,7 +51,7 @@ def sfm_run(tmp_path_factory):
     for stem in SUBSET:
         shutil.copy(_sample_file(stem), photos / f"{stem}.png")
     t = time.perf_counter()
-    scene, res = scene_from_images(photos, root / "work", num_threads=2)
+    scene, res = scene_from_images(photos, root / "work", num_threads=1)  # 1 thread: reproducible
     return {"photos": photos, "work": root / "work", "scene": scene, "res": res, "seconds": time.perf_counter() - t}
 
 
@@ -99,7 +99,7 @@ def test_sfm_cache_is_reused(sfm_run, caplog):
     first = sfm_run["res"]
     t = time.perf_counter()
     with caplog.at_level(logging.INFO, logger="recon3d.sfm"):
-        scene, res = scene_from_images(sfm_run["photos"], sfm_run["work"], num_threads=2)
+        scene, res = scene_from_images(sfm_run["photos"], sfm_run["work"], num_threads=1)
     assert time.perf_counter() - t < 1.0
     assert res.cached and "reusing cached SfM" in caplog.text
     assert res.registered_names == first.registered_names
@@ -216,7 +216,7 @@ def test_exif_orientation_is_applied(tmp_path):
     with Image.open(rot) as im:
         assert im.size == (20, 40)  # displayed portrait
         assert im.getexif().get(0x0112, 1) == 1
-        assert im.getexif().get_ifd(0x8769).get(0x920A) == 35
+        assert im.getexif().get_ifd(0x8769).get(0x920A) in (35, (35, 1))
         a = np.asarray(im.convert("RGB")).astype(int)
     # rotating 90 deg clockwise puts the stored top-left corner at the displayed top-right
     assert a[2:8, -8:-2, 0].mean() > 200 and a[2:8, -8:-2, 2].mean() < 60

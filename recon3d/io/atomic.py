@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return (stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH) & ~mask
+
+
+_UMASK_MODE = _umask_mode()
 
 
 @contextmanager
@@ -30,6 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _UMASK_MODE)  # mkstemp creates 0600; give the file the usual umask-derived mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from recon3d.io._common import atomic_write_bytes
+from recon3d.io.atomic import atomic_write_bytes
 
 log = logging.getLogger("recon3d.sfm")
 
