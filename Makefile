@@ -6,7 +6,7 @@ setup:
 	./scripts/bootstrap.sh
 
 demo: setup
-	$(PY) -m recon3d.cli demo-fit
+	$(VENV)/bin/recon3d fit --images data/sample_scene/images --preset quick --out outputs/sample_scene-splat
 
 test: setup
 	$(PY) -m pytest -n 2

@@ -34,7 +34,8 @@ def main(argv=None) -> None:
 
     t0 = time.perf_counter()
     out = generate_scene(args.out, num_views=args.views, size=args.size, seed=args.seed, object=args.object,
-                         depth_format="png16", normal_format="png", overwrite=True, compress_level=9)
+                         depth_format="png16", normal_format="png", overwrite=True, compress_level=9,
+                         image_dir="images")
     dt = time.perf_counter() - t0
     n_files = sum(1 for f in out.rglob("*") if f.is_file())
     print(f"wrote {out}: {args.views} views at {args.size}x{args.size}, {n_files} files, "

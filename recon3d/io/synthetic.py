@@ -415,9 +415,9 @@ def _save_png(path: Path, arr: np.ndarray, compress_level: int) -> None:
     Image.fromarray(arr).save(path, compress_level=compress_level)
 
 
-def _write_view(root: Path, name: str, split: str, out: dict, depth_format: str, normal_format: str, cl: int) -> dict:
+def _write_view(root: Path, name: str, folder: str, out: dict, depth_format: str, normal_format: str, cl: int) -> dict:
     rgba = np.round(np.clip(out["rgba"], 0, 1) * 255).astype(np.uint8)
-    _save_png(root / split / f"{name}.png", rgba, cl)
+    _save_png(root / folder / f"{name}.png", rgba, cl)
     _save_png(root / "masks" / f"{name}.png", out["mask"].astype(np.uint8) * 255, cl)
     depth = out["depth"]
     if depth_format == "npy":
@@ -436,7 +436,7 @@ def _write_view(root: Path, name: str, split: str, out: dict, depth_format: str,
         npath = f"normals/{name}.png"
         enc = np.where(out["mask"][..., None], np.round((out["normals"] + 1) * 127.5), 0).astype(np.uint8)
         _save_png(root / npath, enc, cl)
-    return {"file_path": f"./{split}/{name}", "depth_file_path": f"./{dpath}", "normal_file_path": f"./{npath}",
+    return {"file_path": f"./{folder}/{name}", "depth_file_path": f"./{dpath}", "normal_file_path": f"./{npath}",
             "mask_file_path": f"./masks/{name}.png"}
 
 
@@ -444,7 +444,7 @@ def generate_scene(out_dir, num_views: int = 48, size: int = 256, seed: int = 0,
                    object: str | SyntheticObject = "random", *, cameras: Cameras | None = None,
                    radius: float = 3.6, fov_deg: float = 40.0, elevation_range=(-15.0, 75.0), jitter: float = 0.5,
                    supersample: int = 3, depth_format: str = "npy", normal_format: str = "npy",
-                   overwrite: bool = False, compress_level: int = 6) -> Path:
+                   overwrite: bool = False, compress_level: int = 6, image_dir: str | None = None) -> Path:
     """Render a synthetic scene into ``out_dir`` (Blender/NeRF-synthetic layout + ground truth).
 
     Args:
@@ -456,6 +456,8 @@ def generate_scene(out_dir, num_views: int = 48, size: int = 256, seed: int = 0,
         depth_format: ``'npy'`` (float32), ``'npy16'`` (float16) or ``'png16'`` (uint16, depth * 1000).
         normal_format: ``'npy'`` (float32 (H, W, 3)) or ``'png'`` (uint8 RGB, (n + 1) / 2 * 255).
         overwrite: replace an existing ``out_dir`` (else FileExistsError).
+        image_dir: put every view's RGBA image in this one folder (e.g. ``"images"``, so the folder
+            doubles as input for ``recon3d fit --images``) instead of ``train/`` and ``test/``.
     Writes into a temporary sibling folder renamed into place at the end, so an interrupted run
     leaves no half-written scene. Returns ``out_dir`` as a Path. See the module docstring for the layout.
     """
@@ -471,14 +473,15 @@ def generate_scene(out_dir, num_views: int = 48, size: int = 256, seed: int = 0,
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        for sub in ("train", "test", "depth", "normals", "masks"):
-            (tmp / sub).mkdir()
+        image_dirs = (image_dir,) if image_dir else ("train", "test")
+        for sub in (*image_dirs, "depth", "normals", "masks"):
+            (tmp / sub).mkdir(parents=True)
         renderer = Renderer(obj, supersample=supersample)
         blender = opencv_to_blender(cameras.c2w).double().numpy()
         frames: dict[str, list] = {"train": [], "test": []}
         for i in range(len(cameras)):
             split = "test" if num_test_every > 0 and i % num_test_every == 0 else "train"
-            entry = _write_view(tmp, f"r_{i}", split, renderer.render(cameras, i), depth_format, normal_format, compress_level)
+            entry = _write_view(tmp, f"r_{i}", image_dir or split, renderer.render(cameras, i), depth_format, normal_format, compress_level)
             entry["transform_matrix"] = blender[i].tolist()
             frames[split].append(entry)
         W, fx = float(cameras.width[0]), float(cameras.fx[0])

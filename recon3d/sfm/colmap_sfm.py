@@ -40,7 +40,7 @@ from recon3d.io.nerfstudio import write_nerfstudio_transforms
 from recon3d.io._common import natural_key
 
 from ._common import file_sha1, json_key, log, read_json_or_none, write_json
-from .prepare import MIN_IMAGES, prepare_images
+from .prepare import MANIFEST, MIN_IMAGES, prepare_images
 
 MATCHERS = ("auto", "exhaustive", "sequential")
 #: COLMAP camera models offered (all readable by :func:`recon3d.io.read_colmap`).
@@ -372,7 +372,11 @@ def scene_from_images(src_dir: str | Path, work_dir: str | Path, max_size: int =
     images_dir = work / "images"
     prepare_images(src, images_dir, max_size=max_size)
     result = run_sfm(images_dir, work, **sfm_options)
-    scene = read_colmap(result.model_dir, images_dir=images_dir)
+    # Cut-out photos (all with alpha) were composited onto white: tell the methods, so they render
+    # the same background instead of having to paint it with Gaussians.
+    records = (read_json_or_none(images_dir / MANIFEST) or {}).get("images", [])
+    cutouts = bool(records) and all(r.get("has_alpha") for r in records)
+    scene = read_colmap(result.model_dir, images_dir=images_dir, background="white" if cutouts else None)
     if len(scene) != result.num_registered:
         log.warning("COLMAP model holds %d posed images but SfM reported %d", len(scene), result.num_registered)
     scene = replace(scene, name=src.resolve().name,
