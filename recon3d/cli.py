@@ -74,6 +74,8 @@ def cmd_fit(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recon3d", description="3D reconstruction and rendering")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; use 1 when other jobs share the cores)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("info", help="summarize a dataset")
@@ -110,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from recon3d.io.errors import DataError
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     t = time.perf_counter()
     try:
