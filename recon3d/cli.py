@@ -3,6 +3,9 @@
     recon3d info    --data PATH                 summarize a dataset (format, cameras, splits, bounds)
     recon3d convert --data PATH --out FILE      write a nerfstudio transforms.json for any supported dataset
     recon3d fit     --images DIR | --data PATH  [--preset quick|default|high] [--out DIR] [--resume]
+    recon3d render  --run DIR [--split test|train|all] [--orbit N]
+    recon3d export  --run DIR [--splats out.ply]
+    recon3d eval    --run DIR [--gt DATASET]        PSNR/SSIM, and pose error vs ground-truth cameras
 
 Every error in user input exits with status 2 and a one-line message naming the file and the problem.
 """
@@ -71,6 +74,60 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def cmd_render(args) -> int:
+    from recon3d.io.images import save_image
+    from recon3d.pipeline.fit import write_orbit
+    from recon3d.pipeline.run import load_run
+
+    trainer, _ = load_run(args.run, device=args.device)
+    out = args.out or args.run / "renders"
+    scene = trainer.scene
+    splits = ["train", "test"] if args.split == "all" else [args.split]
+    for split in splits:
+        idx = list(scene.train_indices if split == "train" else scene.test_indices)
+        for i in idx:
+            img = trainer.render(trainer.cameras[i]).colors[0]
+            save_image(out / split / f"{Path(scene.image_paths[i]).stem}.png", img.cpu())
+        print(f"rendered {len(idx)} {split} views to {out / split}")
+    if args.orbit:
+        print(f"wrote {write_orbit(trainer, out / 'orbit.gif', args.orbit)}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from recon3d.pipeline.run import load_run
+
+    trainer, _ = load_run(args.run, device="cpu")
+    path = args.splats or args.run / "splats.ply"
+    trainer.export_ply(path, original_units=not args.normalized)
+    units = "normalized scene units" if args.normalized else "the capture's original units"
+    print(f"wrote {path} ({len(trainer.model)} Gaussians, {units})")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from recon3d.io import load_scene
+    from recon3d.io.atomic import atomic_write_json
+    from recon3d.pipeline.run import load_run, pose_errors_against
+
+    trainer, _ = load_run(args.run, device=args.device)
+    result: dict = {"step": trainer.step, "gaussians": len(trainer.model)}
+    if trainer.scene.test_indices:
+        ev = trainer.evaluate("test", save_renders=False)
+        result.update({"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"]})
+        print(f"test PSNR {ev['psnr']:.2f} dB  SSIM {ev['ssim']:.4f}  ({ev['views']} views)")
+    if args.gt is not None:
+        pose = pose_errors_against(trainer.scene, load_scene(args.gt))
+        result["pose_vs_gt"] = pose
+        print(f"poses vs {args.gt}: {pose['matched_views']} views, camera centers off by "
+              f"{100 * pose['mean_center_error_rel']:.2f}% (max {100 * pose['max_center_error_rel']:.2f}%) of the "
+              f"rig size, rotations by {pose['mean_rotation_error_deg']:.2f} deg "
+              f"(max {pose['max_rotation_error_deg']:.2f})")
+    path = atomic_write_json(args.run / "eval.json", result)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recon3d", description="3D reconstruction and rendering")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -104,6 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=None, help="output folder (default outputs/<scene>-<method>)")
     s.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     s.set_defaults(fn=cmd_fit)
+
+    s = sub.add_parser("render", help="render views and an orbit from a fit run folder")
+    s.add_argument("--run", required=True, type=Path, help="run folder written by `recon3d fit`")
+    s.add_argument("--split", default="test", choices=("train", "test", "all"))
+    s.add_argument("--orbit", type=int, default=0, help="also write an orbit GIF with this many frames")
+    s.add_argument("--out", type=Path, default=None, help="output folder (default RUN/renders)")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(fn=cmd_render)
+
+    s = sub.add_parser("export", help="export the fitted model of a run folder")
+    s.add_argument("--run", required=True, type=Path)
+    s.add_argument("--splats", type=Path, default=None, help="3DGS .ply path (default RUN/splats.ply)")
+    s.add_argument("--normalized", action="store_true", help="keep recon3d's normalized units")
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("eval", help="metrics of a run folder, and pose error against ground truth")
+    s.add_argument("--run", required=True, type=Path)
+    s.add_argument("--gt", type=Path, default=None,
+                   help="dataset with ground-truth cameras for the same images (e.g. data/sample_scene)")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(fn=cmd_eval)
     return p
 
 

@@ -33,6 +33,21 @@ def test_fit_writes_the_run_folder_and_resumes(tiny_blender, tmp_path, capsys):
     # resume continues from the step-6 checkpoint to 9 steps
     assert main(args[:-4] + ["--max-steps", "9", "--out", str(out), "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 9
+    # companion commands reopen the run folder
+    assert main(["render", "--run", str(out), "--split", "all", "--orbit", "2", "--out", str(tmp_path / "r")]) == 0
+    assert len(list((tmp_path / "r" / "train").glob("*.png"))) == 7 and (tmp_path / "r" / "orbit.gif").is_file()
+    assert main(["export", "--run", str(out), "--splats", str(tmp_path / "e.ply")]) == 0
+    from recon3d.methods.splat import load_splat_ply
+
+    assert len(load_splat_ply(tmp_path / "e.ply")) == m2_gaussians(out)
+    assert main(["eval", "--run", str(out), "--gt", str(tiny_blender)]) == 0
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["step"] == 9 and ev["pose_vs_gt"]["mean_center_error"] < 1e-4  # same cameras as the GT
+    assert main(["render", "--run", str(tmp_path)]) == 2  # not a run folder
+
+
+def m2_gaussians(run) -> int:
+    return json.loads((run / "metrics.json").read_text())["gaussians"]
 
 
 def test_info_and_convert(tiny_blender, tmp_path, capsys):

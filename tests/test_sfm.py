@@ -27,8 +27,8 @@ SUBSET = ["r_2", "r_7", "r_10", "r_12", "r_15", "r_20", "r_23", "r_25", "r_28", 
 
 
 def _sample_file(stem: str) -> Path:
-    for split in ("train", "test"):
-        p = SAMPLE / split / f"{stem}.png"
+    for folder in ("images", "train", "test"):
+        p = SAMPLE / folder / f"{stem}.png"
         if p.is_file():
             return p
     raise FileNotFoundError(stem)

@@ -117,6 +117,9 @@ def run_fit(opts: FitOptions) -> dict:
     scene, pose_info = load_fit_scene(opts, out)
     cfg = _config(opts, out)
     cfg.save(out / "config.json")
+    from .run import save_run_options
+
+    save_run_options(opts, out)
     write_nerfstudio_transforms(scene, out / "transforms.json")
 
     trainer = SplatTrainer(scene, cfg, out, device=opts.device)

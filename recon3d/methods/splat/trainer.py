@@ -79,7 +79,7 @@ class SplatTrainer:
         self.model = self._init_model().to(self.device)
         self.optimizers = make_optimizers(self.model, cfg.lrs, self.extent)
         self.strategy = DensifyStrategy(self.densify_cfg, self.extent)
-        self._train_images: Tensor | None = None
+        self._train_images: dict[int, Tensor] | None = None  # view index -> (H, W, 3), sizes may differ
         self._order: list[int] = []
 
     # ------------------------------------------------------------------ setup
@@ -113,10 +113,8 @@ class SplatTrainer:
         if self._train_images is None:
             idx = list(self.scene.train_indices)
             log.info("loading %d training images", len(idx))
-            imgs = [self.scene.image(j) for j in idx]
-            self._train_images = torch.stack(imgs).to(self.device)
-            self._train_pos = {j: k for k, j in enumerate(idx)}
-        return self._train_images[self._train_pos[i]]
+            self._train_images = {j: self.scene.image(j).to(self.device) for j in idx}
+        return self._train_images[i]
 
     def _next_view(self) -> int:
         if not self._order:

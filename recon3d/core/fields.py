@@ -1,0 +1,351 @@
+"""Building blocks shared by neural-field methods: small MLPs, density activations, the mapping of
+world points into a field's unit cube, and an occupancy grid that skips empty space.
+
+Occupancy-grid ray marching (Instant-NGP style), in terms of :mod:`recon3d.core.sampling`:
+
+1. candidate bins: :func:`~recon3d.core.sampling.uniform_samples` between the ray's near and far
+   (``linear`` spacing inside a bounding box, ``contracted`` spacing for unbounded scenes);
+2. a bin is kept when its midpoint falls in an occupied cell; skipped bins count as empty space;
+3. (optionally) the kept bins are shaded once without gradient and bins behind an opaque surface
+   (transmittance below ``eps``) or nearly transparent ones are dropped, see :meth:`MarchedSamples.prune`.
+
+Kept bins are *packed* (``M`` bins of all rays in ray order, with their ray index); networks run on
+the packed points only, and :meth:`MarchedSamples.pad` lays per-bin values out as ``(R, S)`` for the
+shared quadrature of :mod:`recon3d.core.volume_rendering` (padding bins have zero length, so zero weight).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .cameras import Cameras
+from .rays import RayBundle
+from .sampling import RaySamples, contract, contract_inverse, uniform_samples
+from .volume_rendering import weights_from_densities
+
+
+# ---------------------------------------------------------------------------------------------
+# Small networks and activations
+# ---------------------------------------------------------------------------------------------
+def mlp(in_dim: int, hidden: int, out_dim: int, num_hidden_layers: int = 1, activation: type = nn.ReLU,
+        out_activation: Optional[nn.Module] = None, bias: bool = True) -> nn.Sequential:
+    """``in -> [hidden -> act] x num_hidden_layers -> out``, PyTorch default init."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(num_hidden_layers):
+        layers += [nn.Linear(d, hidden, bias=bias), activation()]
+        d = hidden
+    layers.append(nn.Linear(d, out_dim, bias=bias))
+    if out_activation is not None:
+        layers.append(out_activation)
+    return nn.Sequential(*layers)
+
+
+class _TruncExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return g * torch.exp(x.clamp(max=15.0))
+
+
+def trunc_exp(x: Tensor) -> Tensor:
+    """``exp(x)`` whose gradient uses ``exp(min(x, 15))``: a density activation that cannot blow up."""
+    return _TruncExp.apply(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# World <-> unit cube
+# ---------------------------------------------------------------------------------------------
+class SceneBox:
+    """Maps world points into the unit cube a grid field is defined on.
+
+    Bounded scenes: the axis-aligned box ``aabb`` (2, 3) maps affinely onto [0, 1]^3. Unbounded
+    scenes (``contraction`` = ``'l2'`` or ``'linf'``): points are first normalized by the box (its
+    center to 0, half-extent to 1), then contracted with :func:`recon3d.core.sampling.contract`
+    into the radius-2 ball/cube, which maps onto [0, 1]^3.
+    """
+
+    def __init__(self, aabb: Tensor, contraction: Optional[str] = None):
+        self.aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
+        if contraction not in (None, "l2", "linf"):
+            raise ValueError(f"contraction must be None, 'l2' or 'linf', got {contraction!r}")
+        self.contraction = contraction
+
+    def to(self, device) -> "SceneBox":
+        return SceneBox(self.aabb.to(device), self.contraction)
+
+    @property
+    def center(self) -> Tensor:
+        return 0.5 * (self.aabb[0] + self.aabb[1])
+
+    @property
+    def half_size(self) -> Tensor:
+        return 0.5 * (self.aabb[1] - self.aabb[0])
+
+    def to_unit(self, x: Tensor) -> Tensor:
+        """(..., 3) world points -> (..., 3) unit-cube coordinates (outside [0, 1] when out of the box)."""
+        aabb = self.aabb.to(x.device)
+        if self.contraction is None:
+            return (x - aabb[0]) / (aabb[1] - aabb[0])
+        c, h = 0.5 * (aabb[0] + aabb[1]), 0.5 * (aabb[1] - aabb[0])
+        return contract((x - c) / h, self.contraction) * 0.25 + 0.5
+
+    def from_unit(self, u: Tensor) -> Tensor:
+        """Inverse of :meth:`to_unit` (for contracted boxes, points near the cube's surface map far away)."""
+        aabb = self.aabb.to(u.device)
+        if self.contraction is None:
+            return aabb[0] + u * (aabb[1] - aabb[0])
+        c, h = 0.5 * (aabb[0] + aabb[1]), 0.5 * (aabb[1] - aabb[0])
+        return contract_inverse((u - 0.5) * 4.0, self.contraction) * h + c
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed samples
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class MarchedSamples:
+    """``M`` bins kept by ray marching, packed in ray order.
+
+    Attributes:
+        ray_indices: (M,) int64 ray of each bin, non-decreasing.
+        t_starts, t_ends: (M,) bin bounds along the ray, world units.
+        num_rays: R, the size of the ray batch.
+        fill: (R,) distance used for padding bins (each ray's far bound).
+    """
+
+    ray_indices: Tensor
+    t_starts: Tensor
+    t_ends: Tensor
+    num_rays: int
+    fill: Tensor
+
+    def __len__(self) -> int:
+        return self.ray_indices.shape[0]
+
+    @property
+    def t_mid(self) -> Tensor:
+        return 0.5 * (self.t_starts + self.t_ends)
+
+    def positions(self, rays: RayBundle) -> Tensor:
+        """(M, 3) world points at the bin midpoints (``rays`` flat, (R,) leading shape)."""
+        return rays.origins[self.ray_indices] + rays.directions[self.ray_indices] * self.t_mid[:, None]
+
+    def counts(self) -> Tensor:
+        """(R,) bins per ray."""
+        return torch.bincount(self.ray_indices, minlength=self.num_rays)
+
+    def select(self, keep: Tensor) -> "MarchedSamples":
+        return MarchedSamples(self.ray_indices[keep], self.t_starts[keep], self.t_ends[keep], self.num_rays, self.fill)
+
+    def _layout(self) -> tuple[Tensor, int]:
+        counts = self.counts()
+        width = int(counts.max()) if len(self) else 0
+        first = torch.cumsum(counts, 0) - counts  # (R,) index of each ray's first bin
+        col = torch.arange(len(self), device=self.ray_indices.device) - first[self.ray_indices]
+        return self.ray_indices * max(width, 1) + col, max(width, 1)
+
+    def pad(self, values: Tensor, fill: float = 0.0, layout: Optional[tuple[Tensor, int]] = None) -> Tensor:
+        """(M, ...) per-bin values -> (R, S, ...) with ``fill`` in the padding (S = most bins of a ray)."""
+        flat, width = self._layout() if layout is None else layout
+        out = values.new_full((self.num_rays * width, *values.shape[1:]), fill)
+        out = out.index_copy(0, flat, values) if values.requires_grad else out.index_copy_(0, flat, values)
+        return out.reshape(self.num_rays, width, *values.shape[1:])
+
+    def unpad(self, padded: Tensor, layout: Optional[tuple[Tensor, int]] = None) -> Tensor:
+        """(R, S, ...) -> (M, ...): the inverse of :meth:`pad`."""
+        flat, _ = self._layout() if layout is None else layout
+        return padded.reshape(-1, *padded.shape[2:])[flat]
+
+    def padded_samples(self, layout: Optional[tuple[Tensor, int]] = None) -> RaySamples:
+        """(R, S) RaySamples of the kept bins; padding bins are ``[far, far]`` (zero length)."""
+        flat, width = self._layout() if layout is None else layout
+        fill = self.fill[:, None].expand(self.num_rays, width).reshape(-1)
+        starts = fill.index_copy(0, flat, self.t_starts).reshape(self.num_rays, width)
+        ends = fill.index_copy(0, flat, self.t_ends).reshape(self.num_rays, width)
+        return RaySamples(starts, ends)
+
+    def layout(self) -> tuple[Tensor, int]:
+        """The padding layout, to reuse across several :meth:`pad` calls."""
+        return self._layout()
+
+    @torch.no_grad()
+    def prune(self, densities: Tensor, eps: float = 1e-4, alpha_threshold: float = 0.0) -> "MarchedSamples":
+        """Drop bins that cannot matter: those reached by less than ``eps`` of the light, and those
+        whose opacity is at most ``alpha_threshold``.
+
+        Args:
+            densities: (M,) densities of the bins (1 / world units), e.g. from a no-grad pass.
+        """
+        if len(self) == 0:
+            return self
+        layout = self._layout()
+        deltas = self.t_ends - self.t_starts
+        w, trans = weights_from_densities(self.pad(densities, layout=layout), self.pad(deltas, layout=layout),
+                                          return_transmittance=True)
+        trans = self.unpad(trans, layout)
+        keep = trans > eps
+        if alpha_threshold > 0:
+            alpha = -torch.expm1(-(densities * deltas).clamp_min(0))
+            keep &= alpha > alpha_threshold
+        return self.select(keep)
+
+
+def _packed_from_mask(samples: RaySamples, keep: Tensor, fill: Tensor) -> MarchedSamples:
+    rays, cols = keep.nonzero(as_tuple=True)  # row-major: ray order, then along the ray
+    return MarchedSamples(rays, samples.t_starts[rays, cols], samples.t_ends[rays, cols], keep.shape[0], fill)
+
+
+# ---------------------------------------------------------------------------------------------
+# Occupancy grid
+# ---------------------------------------------------------------------------------------------
+class OccupancyGrid(nn.Module):
+    """A ``resolution^3`` grid over a :class:`SceneBox`'s unit cube marking cells that hold matter.
+
+    Each cell keeps a running density estimate (``decay`` times its old value, maxed with fresh
+    density samples at random points of the cell); a cell is occupied when its estimate exceeds
+    ``min(threshold, mean estimate)``. Cells never seen by a training camera can be masked out for good
+    (:meth:`mark_invisible`).
+
+    Buffers (saved in the state dict): ``density`` (R^3,) float32, ``occupied`` (R^3,) bool,
+    ``visible`` (R^3,) bool. Cell ``(i, j, k)`` (x, y, z) has flat index ``i + R j + R^2 k``.
+    """
+
+    def __init__(self, box: SceneBox, resolution: int = 128):
+        super().__init__()
+        self.box = box
+        self.resolution = int(resolution)
+        n = self.resolution**3
+        self.register_buffer("density", torch.zeros(n))
+        self.register_buffer("occupied", torch.ones(n, dtype=torch.bool))
+        self.register_buffer("visible", torch.ones(n, dtype=torch.bool))
+
+    @property
+    def num_cells(self) -> int:
+        return self.resolution**3
+
+    def occupancy_fraction(self) -> float:
+        return float(self.occupied.float().mean())
+
+    def _cell_index(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(..., 3) unit coords -> (...) flat cell index (clamped) and (...) inside-[0,1]^3 flag."""
+        r = self.resolution
+        inside = ((u >= 0) & (u <= 1)).all(dim=-1)
+        ijk = (u * r).long().clamp_(0, r - 1)
+        return ijk[..., 0] + r * ijk[..., 1] + r * r * ijk[..., 2], inside
+
+    def query(self, x: Tensor) -> Tensor:
+        """(..., 3) world points -> (...) bool, True in occupied cells (False outside the grid)."""
+        idx, inside = self._cell_index(self.box.to_unit(x))
+        return self.occupied[idx] & inside
+
+    def cell_points(self, cells: Tensor, jitter: bool = True, generator: Optional[torch.Generator] = None) -> Tensor:
+        """(K,) flat cell indices -> (K, 3) world points (uniform in the cell, or its center)."""
+        r = self.resolution
+        ijk = torch.stack([cells % r, (cells // r) % r, cells // (r * r)], dim=-1).float()
+        if jitter:
+            off = torch.rand(ijk.shape, generator=generator, device="cpu").to(ijk.device)
+        else:
+            off = torch.full_like(ijk, 0.5)
+        return self.box.from_unit((ijk + off) / r)
+
+    @torch.no_grad()
+    def mark_invisible(self, cameras: Cameras, near: float = 0.0, coarse: int = 32) -> float:
+        """Mark cells that no camera sees (in front of it, inside its image) as permanently empty.
+
+        Visibility is tested on a ``coarse^3`` block grid, conservatively: a block counts as seen
+        when a sphere around it (its half diagonal) touches some camera's view. Returns the
+        fraction of cells left visible.
+        """
+        r = self.resolution
+        f = max(1, r // max(1, coarse))  # cells per block side
+        coarse = -(-r // f)
+        cams = cameras.to(self.density.device)
+        ijk = torch.stack(torch.meshgrid(*[torch.arange(coarse)] * 3, indexing="ij"), -1).reshape(-1, 3).flip(-1)
+        centers = self.box.from_unit((ijk.float().to(self.density.device) * f + 0.5 * f) / r)  # (B, 3), x fastest
+        if self.box.contraction is None:
+            radius = float((self.box.aabb[1] - self.box.aabb[0]).norm()) * f / r * 0.5
+        else:
+            radius = float("inf")  # contracted blocks are unbounded: keep everything
+        w2c = cams.w2c
+        pc = centers[None] @ w2c[:, :3, :3].transpose(1, 2) + w2c[:, None, :3, 3]  # (C, B, 3)
+        z = pc[..., 2]
+        zs = z.clamp_min(1e-6)
+        u = pc[..., 0] / zs * cams.fx[:, None] + cams.cx[:, None]
+        v = pc[..., 1] / zs * cams.fy[:, None] + cams.cy[:, None]
+        margin_u = radius / zs * cams.fx[:, None]
+        margin_v = radius / zs * cams.fy[:, None]
+        w, h = cams.width[:, None].float(), cams.height[:, None].float()
+        seen = (z + radius > near) & (u >= -margin_u) & (u <= w + margin_u) & (v >= -margin_v) & (v <= h + margin_v)
+        block = seen.any(dim=0).reshape(coarse, coarse, coarse)  # [z, y, x]
+        full = block.repeat_interleave(f, 0).repeat_interleave(f, 1).repeat_interleave(f, 2)[:r, :r, :r]
+        self.visible.copy_(full.reshape(-1))
+        self.occupied &= self.visible
+        return float(self.visible.float().mean())
+
+    @torch.no_grad()
+    def update(self, density_fn: Callable[[Tensor], Tensor], threshold: float, decay: float = 0.95,
+               num_cells: Optional[int] = None, generator: Optional[torch.Generator] = None,
+               chunk: int = 1 << 16) -> float:
+        """Refresh the density estimates and the occupied set.
+
+        Args:
+            density_fn: (K, 3) world points -> (K,) or (K, 1) densities, 1 / world units.
+            threshold: density above which a cell is occupied (capped by the mean estimate so that
+                an untrained field is never all empty).
+            decay: factor applied to every cell's estimate first.
+            num_cells: cells to sample (half uniformly, half among the occupied); None = all cells.
+        Returns:
+            the new occupied fraction.
+        """
+        dev = self.density.device
+        if num_cells is None or num_cells >= self.num_cells:
+            cells = torch.arange(self.num_cells, device=dev)
+        else:
+            uniform = torch.randint(0, self.num_cells, (num_cells // 2,), generator=generator).to(dev)
+            occ = self.occupied.nonzero()[:, 0]
+            if len(occ):
+                pick = torch.randint(0, len(occ), (num_cells - num_cells // 2,), generator=generator).to(dev)
+                cells = torch.cat([uniform, occ[pick]])
+            else:
+                cells = uniform
+        cells = cells[self.visible[cells]]
+        x = self.cell_points(cells, jitter=True, generator=generator)
+        sigma = torch.cat([density_fn(x[s:s + chunk]).reshape(-1).float() for s in range(0, len(x), chunk)]) \
+            if len(x) else torch.zeros(0, device=dev)
+        self.density.mul_(decay)
+        # duplicates in ``cells`` keep the larger sample
+        fresh = torch.zeros_like(self.density).scatter_reduce_(0, cells, sigma, reduce="amax", include_self=True)
+        self.density.copy_(torch.maximum(self.density, fresh))
+        mean = float(self.density[self.visible].mean()) if bool(self.visible.any()) else 0.0
+        thr = min(float(threshold), mean)
+        self.occupied.copy_((self.density > thr) & self.visible)
+        return self.occupancy_fraction()
+
+    # ------------------------------------------------------------------ marching
+    @torch.no_grad()
+    def march(self, rays: RayBundle, nears: Tensor, fars: Tensor, num_steps: int, stratified: bool,
+              generator: Optional[torch.Generator] = None, spacing: str = "linear") -> MarchedSamples:
+        """Bins of the rays that lie in occupied cells.
+
+        Args:
+            rays: flat RayBundle of R rays.
+            nears, fars: (R, 1) segment to march, world units (e.g. from :func:`intersect_aabb`).
+            num_steps: candidate bins per ray, uniform in ``spacing`` between near and far
+                (see :func:`recon3d.core.sampling.uniform_samples`).
+            stratified: jitter the candidates (training).
+        Returns:
+            :class:`MarchedSamples` (no gradient: sampling decisions).
+        """
+        cand = uniform_samples(nears, fars, num_steps, stratified, generator=generator, spacing=spacing)
+        x = rays.origins[:, None, :] + rays.directions[:, None, :] * cand.t_mid[..., None]
+        keep = self.query(x) & (cand.t_ends > cand.t_starts)
+        return _packed_from_mask(cand, keep, fars[:, 0])

@@ -1,0 +1,280 @@
+"""What ray-based per-scene methods (NeRF, NeuS) share: the training loop with progress bar,
+checkpoints and exact resume, chunked rendering of cameras, evaluation on held-out views.
+
+A subclass provides ``_build()`` (networks, optimizers), ``train_step() -> dict``,
+``render_rays(rays, camera_indices) -> dict`` (no-grad, eval mode) and extra state via
+``_extra_state()`` / ``_load_extra_state()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from recon3d.core.cameras import Cameras
+from recon3d.core.fields import SceneBox
+from recon3d.core.metrics import psnr, ssim
+from recon3d.core.rays import RayBundle
+from recon3d.methods.checkpoint import (
+    atomic_torch_save, checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, rng_state, set_rng_state,
+)
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but no CUDA device is available")
+    return dev
+
+
+@dataclass
+class RenderResult:
+    """Images for C cameras: colors (C, H, W, 3), alphas (C, H, W, 1), depths (C, H, W, 1) camera z-depth."""
+
+    colors: Tensor
+    alphas: Tensor
+    depths: Tensor
+
+
+def is_object_capture(scene) -> bool:
+    """True for object captures (images composited on a known background: Blender, synthetic)."""
+    return getattr(scene, "background", None) is not None
+
+
+def object_box(cameras: Cameras, scale: float = 1.1, center: Optional[Tensor] = None) -> SceneBox:
+    """A cube around what every camera of an object capture sees.
+
+    Cameras at distance ``D`` from the center with half field of view ``f`` frame a region of
+    half-size ``D tan f``; the cube has half-size ``scale * min(D) * tan(min f)``.
+    """
+    cameras = cameras.to("cpu")
+    c = cameras.look_at() if center is None else torch.as_tensor(center, dtype=torch.float32)
+    dist = float((cameras.centers - c).norm(dim=-1).min())
+    fx, fy = cameras.fov()
+    half = scale * dist * math.tan(0.5 * float(torch.minimum(fx, fy).min()))
+    return SceneBox(torch.stack([c - half, c + half]))
+
+
+def unbounded_box(cameras: Cameras, center: Optional[Tensor] = None) -> SceneBox:
+    """The cube holding all cameras (contracted beyond it)."""
+    cameras = cameras.to("cpu")
+    c = torch.zeros(3) if center is None else torch.as_tensor(center, dtype=torch.float32)
+    half = float((cameras.centers - c).abs().max()) * 1.05
+    return SceneBox(torch.stack([c - half, c + half]), contraction="linf")
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def maybe_compile(module, mode: str, device: torch.device, probe) -> bool:
+    """Turn on ``module.compile()`` when ``mode`` is ``'on'``, or ``'auto'`` and a probe call works.
+
+    ``probe`` runs the module once on a tiny input; with ``'auto'`` any failure falls back to eager.
+    """
+    if mode == "off":
+        return False
+    module.compile(True)
+    if mode == "on":
+        return True
+    try:
+        probe()
+        return True
+    except Exception as e:  # no compiler, unsupported backend...
+        log.warning("torch.compile unavailable here (%s: %s); running eagerly", e.__class__.__name__, str(e)[:200])
+        module.compile(False)
+        return False
+
+
+class RayTrainer:
+    """Base class: see the module docstring. Subclasses set ``method_name`` and the hooks."""
+
+    method_name = "rays"
+
+    def __init__(self, scene, cfg, run_dir: str | Path, device: str = "auto") -> None:
+        self.scene = scene
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device)
+        self.cameras: Cameras = scene.cameras.to(self.device)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.elapsed = 0.0  # training seconds so far (kept across resumes)
+        seed_everything(cfg.seed)
+
+    # ------------------------------------------------------------------ hooks
+    def train_step(self) -> dict:
+        raise NotImplementedError
+
+    def render_rays(self, rays: RayBundle, camera_indices: Optional[Tensor] = None) -> dict:
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        pass
+
+    def _modules(self) -> dict:
+        """name -> nn.Module saved in checkpoints."""
+        raise NotImplementedError
+
+    def _optimizers(self) -> dict:
+        raise NotImplementedError
+
+    def eval_background(self) -> Tensor:
+        """(3,) background of rendered images: the scene's, else black."""
+        bg = getattr(self.scene, "background", None)
+        return torch.zeros(3) if bg is None else torch.as_tensor(bg, dtype=torch.float32)
+
+    def progress(self) -> float:
+        """Training progress in [0, 1] for schedules (by steps, or by time under ``max_seconds``)."""
+        p = self.step / max(self.cfg.max_steps, 1)
+        if getattr(self.cfg, "max_seconds", 0) > 0:
+            p = max(p, self.elapsed / self.cfg.max_seconds)
+        return min(p, 1.0)
+
+    # ------------------------------------------------------------------ rendering
+    @torch.no_grad()
+    def render(self, cameras: Cameras, background: Optional[Tensor] = None, chunk: Optional[int] = None) -> RenderResult:
+        """Render cameras one at a time in chunks of rays (bounded memory). Same-size cameras only.
+
+        Colors are composited over ``background`` (default :meth:`eval_background`); depths are
+        camera z-depths (0 where nothing was hit).
+        """
+        cams = cameras.to(self.device)
+        if len(set(cams.width.tolist())) > 1 or len(set(cams.height.tolist())) > 1:
+            raise ValueError("render() needs cameras of one image size; render them in groups")
+        bg = (self.eval_background() if background is None else torch.as_tensor(background)).to(self.device)
+        chunk = chunk or getattr(self.cfg, "eval_chunk", 8192)
+        colors, alphas, depths = [], [], []
+        for i in range(len(cams)):
+            rays = cams.rays(i).flatten()
+            H, W = int(cams.height[i]), int(cams.width[i])
+            outs = [self.render_rays(rays[s:s + chunk]) for s in range(0, H * W, chunk)]
+            rgb = torch.cat([o["rgb"] for o in outs])
+            acc = torch.cat([o["opacity"] for o in outs]).clamp(0, 1)
+            depth = torch.cat([o["depth"] for o in outs]) * rays.z_scale * (acc > 1e-3)
+            colors.append((rgb + (1 - acc) * bg).clamp(0, 1).reshape(H, W, 3))
+            alphas.append(acc.reshape(H, W, 1))
+            depths.append(depth.reshape(H, W, 1))
+        return RenderResult(torch.stack(colors), torch.stack(alphas), torch.stack(depths))
+
+    # ------------------------------------------------------------------ training loop
+    def fit(self, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
+        """Train to ``cfg.max_steps`` (or ``cfg.max_seconds``); checkpoints in ``run_dir/checkpoints``."""
+        cfg = self.cfg
+        ckpt_dir = self.run_dir / "checkpoints"
+        if resume:
+            latest = latest_checkpoint(ckpt_dir)
+            if latest is not None:
+                self.load(latest)
+                log.info("resumed from %s (step %d)", latest, self.step)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        max_seconds = getattr(cfg, "max_seconds", 0.0)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not progress, desc=self.method_name,
+                   dynamic_ncols=True)
+        ema: dict[str, float] = {}
+        history = []
+        while self.step < cfg.max_steps and not (max_seconds > 0 and self.elapsed >= max_seconds):
+            t0 = time.perf_counter()
+            stats = self.train_step()
+            self.elapsed += time.perf_counter() - t0
+            for k, v in stats.items():
+                if isinstance(v, (int, float)):
+                    ema[k] = v if k not in ema else 0.9 * ema[k] + 0.1 * v
+            bar.update(1)
+            if self.step % 10 == 0 or self.step == cfg.max_steps:
+                bar.set_postfix({k: f"{ema[k]:.4g}" for k in ("loss", "psnr", "rays", "samples") if k in ema},
+                                refresh=False)
+            if self.step % log_every == 0:
+                history.append({"step": self.step, "seconds": round(self.elapsed, 2), **ema})
+                if not progress:
+                    log.info("step %d (%.0f s): %s", self.step, self.elapsed,
+                             ", ".join(f"{k} {v:.4g}" for k, v in ema.items()))
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.max_steps:
+                self.save(checkpoint_path(ckpt_dir, self.step))
+                prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                m = self.evaluate(save_renders=False)
+                bar.write(f"step {self.step}: test PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}")
+        bar.close()
+        self.save(checkpoint_path(ckpt_dir, self.step))
+        prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+        return {"steps": self.step, "train_seconds": self.elapsed, "history": history}
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, split: str = "test", save_renders: bool = True, max_views: Optional[int] = None) -> dict:
+        """PSNR / SSIM / render time on a split; renders go to ``run_dir/renders/<split>/``."""
+        from recon3d.io.images import save_image
+
+        indices = list(self.scene.test_indices if split == "test" else self.scene.train_indices)
+        if max_views is not None:
+            indices = indices[:max_views]
+        if not indices:
+            raise ValueError(f"the scene has no {split} views to evaluate on")
+        psnrs, ssims, times = [], [], []
+        out_dir = self.run_dir / "renders" / split
+        for i in indices:
+            gt = self.scene.image(i).to(self.device)
+            t = time.perf_counter()
+            res = self.render(self.cameras[i])
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+            pred = res.colors[0]
+            psnrs.append(float(psnr(pred, gt)))
+            ssims.append(float(ssim(pred, gt)))
+            if save_renders:
+                save_image(out_dir / f"{Path(self.scene.image_paths[i]).stem}.png", pred.cpu())
+        return {"split": split, "views": len(indices), "psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
+                "ms_per_image": 1000 * float(np.mean(times)), "per_view_psnr": psnrs}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "method": self.method_name,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+            "modules": {k: {n: v.detach().clone() for n, v in m.state_dict().items()} for k, m in self._modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in self._optimizers().items()},
+            "generator": self.generator.get_state(),
+            "rng": rng_state(),
+            "extra": self._extra_state(),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_torch_save(self.state_dict(), path)
+
+    def load(self, path: str | Path) -> None:
+        state = load_checkpoint(path, map_location="cpu")  # modules/optimizers copy to their devices
+        if state.get("method") != self.method_name:
+            raise ValueError(f"{path}: a {state.get('method')!r} checkpoint, not {self.method_name!r}")
+        for k, m in self._modules().items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self._optimizers().items():
+            o.load_state_dict(state["optimizers"][k])
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+        self._load_extra_state(state["extra"])
+        set_rng_state(state["rng"])

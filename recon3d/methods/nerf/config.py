@@ -1,0 +1,96 @@
+"""Configuration of the NeRF optimizer (hash grid + occupancy grid), with quick/default/high presets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import field as dc_field
+from pathlib import Path
+
+from .model import FieldConfig
+from .renderer import MarchConfig
+
+
+@dataclass
+class NerfConfig:
+    max_steps: int = 5_000
+    max_seconds: float = 0.0  # stop training after this much wall time (0: no limit); the LR schedule
+    #                           then follows max(step / max_steps, elapsed / max_seconds)
+    rays_per_batch: int = 4096  # initial number; adapted to target_samples when that is > 0
+    target_samples: int = 1 << 16  # aim for this many shaded bins per batch (0: fixed rays_per_batch)
+    max_rays_per_batch: int = 8192
+    lr: float = 1e-2
+    lr_final_factor: float = 0.03  # the LR decays exponentially to lr * this at the end
+    lr_warmup_steps: int = 50
+    weight_decay_mlp: float = 1e-6
+    scene_type: str = "auto"  # "auto", "object" (bounded box) or "unbounded" (contracted)
+    aabb_scale: float = 1.1  # object box half-size, relative to what the cameras can see (see trainer)
+    aabb: tuple[float, ...] | None = None  # explicit (xmin, ymin, zmin, xmax, ymax, zmax), normalized world
+    background: str = "auto"  # training background: "auto", "random", "scene", "white", "black"
+    grid_resolution: int = 128
+    grid_update_every: int = 16
+    grid_warmup_steps: int = 256  # update every cell until then, later a fraction of them
+    grid_update_fraction: float = 0.125
+    grid_decay: float = 0.95
+    grid_alpha_threshold: float = 0.01  # a cell is occupied when 1 - exp(-sigma * step) exceeds this
+    field: FieldConfig = dc_field(default_factory=FieldConfig)
+    march: MarchConfig = dc_field(default_factory=MarchConfig)
+    eval_chunk: int = 8192  # rays rendered at once at test time
+    eval_every: int = 0
+    checkpoint_every: int = 1_000
+    keep_checkpoints: int = 2
+    mixed_precision: bool = True  # CUDA only: autocast the MLPs to float16
+    compile: str = "off"  # "off", "on", "auto" (torch.compile when it works here)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NerfConfig":
+        return from_dict(cls, d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "NerfConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def from_dict(cls, d: dict):
+    """Rebuild a (nested) config dataclass from :func:`dataclasses.asdict` output; unknown keys raise."""
+    names = {f.name for f in fields(cls)}
+    kw = {}
+    proto = cls()
+    for k, v in d.items():
+        if k not in names:
+            raise ValueError(f"unknown {cls.__name__} option {k!r}")
+        default = getattr(proto, k)
+        if is_dataclass(default) and isinstance(v, dict):
+            v = from_dict(type(default), v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kw[k] = v
+    return cls(**kw)
+
+
+PRESETS: dict[str, NerfConfig] = {
+    # a couple of minutes on a laptop CPU: coarse but recognizable
+    "quick": NerfConfig(max_steps=600, target_samples=1 << 14, grid_resolution=64,
+                        field=FieldConfig(num_levels=8, log2_hashmap_size=17, max_resolution=256),
+                        march=MarchConfig(num_steps=256), checkpoint_every=300),
+    # the CPU default (tuned on 200 px NeRF-synthetic): about 20 minutes on two cores
+    "default": NerfConfig(max_steps=4_000, target_samples=1 << 15, compile="auto",
+                          field=FieldConfig(num_levels=12, log2_hashmap_size=17, max_resolution=512)),
+    # Instant-NGP-like sizes, meant for a GPU
+    "high": NerfConfig(max_steps=20_000, target_samples=1 << 18, max_rays_per_batch=1 << 16, compile="auto",
+                       field=FieldConfig(num_levels=16, log2_hashmap_size=19, max_resolution=2048),
+                       march=MarchConfig(num_steps=1024), checkpoint_every=5_000),
+}
+
+
+def preset(name: str, **overrides) -> NerfConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})

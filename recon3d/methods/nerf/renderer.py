@@ -1,0 +1,88 @@
+"""Rendering rays through a NeRF field with occupancy-grid marching, on the shared core.
+
+Bounded scenes march from the ray's entry to its exit of the scene box (:func:`intersect_aabb`)
+with ``linear`` candidate spacing; unbounded scenes march from ``near`` to ``far`` with
+``contracted`` spacing (fine inside the unit ball, disparity-like beyond), the grid living in
+contracted space. Compositing is :func:`recon3d.core.volume_rendering.render_samples`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from recon3d.core.fields import MarchedSamples, OccupancyGrid
+from recon3d.core.rays import RayBundle
+from recon3d.core.sampling import intersect_aabb
+from recon3d.core.volume_rendering import Background, render_samples
+
+from .model import NerfField
+
+
+@dataclass
+class MarchConfig:
+    num_steps: int = 512  # candidate bins per ray (between near and far)
+    near: float = 0.05  # world units; also the near plane of bounded scenes
+    far: float = 1000.0  # unbounded scenes only
+    prune: bool = True  # drop bins behind opaque matter using a no-grad density pass
+    transmittance_eps: float = 1e-3
+    alpha_threshold: float = 0.0
+
+
+def ray_segments(rays: RayBundle, grid: OccupancyGrid, cfg: MarchConfig) -> tuple[Tensor, Tensor, str]:
+    """(R, 1) nears, (R, 1) fars and the candidate spacing for the rays in the grid's box."""
+    box = grid.box
+    if box.contraction is None:
+        aabb = box.aabb.to(rays.origins.device)
+        nears, fars, _ = intersect_aabb(rays.origins, rays.directions, aabb[0], aabb[1], near_min=cfg.near)
+        return nears, fars, "linear"
+    nears = torch.full_like(rays.origins[:, :1], cfg.near)
+    return nears, torch.full_like(nears, cfg.far), "contracted"
+
+
+def march_rays(field: NerfField, grid: OccupancyGrid, rays: RayBundle, cfg: MarchConfig, stratified: bool,
+               generator: Optional[torch.Generator] = None) -> MarchedSamples:
+    """Occupied bins of the rays, pruned behind opaque matter when ``cfg.prune``."""
+    nears, fars, spacing = ray_segments(rays, grid, cfg)
+    m = grid.march(rays, nears, fars, cfg.num_steps, stratified, generator=generator, spacing=spacing)
+    if cfg.prune and len(m):
+        with torch.no_grad():
+            sigma = field.density(m.positions(rays))
+        m = m.prune(sigma, cfg.transmittance_eps, cfg.alpha_threshold)
+    return m
+
+
+def render_rays(field: NerfField, grid: OccupancyGrid, rays: RayBundle, cfg: MarchConfig, stratified: bool,
+                background: Background = None, generator: Optional[torch.Generator] = None,
+                camera_indices: Optional[Tensor] = None) -> dict[str, Tensor]:
+    """Render a flat batch of R rays.
+
+    Args:
+        rays: RayBundle with (R, 3) origins / unit directions.
+        background: as in :func:`recon3d.core.volume_rendering.blend_background` (a (R, 3) tensor,
+            a color, ``'white'``...); None keeps premultiplied colors.
+        camera_indices: (R,) image indices for the appearance embedding (None: mean embedding).
+    Returns:
+        dict with ``rgb`` (R, 3), ``opacity`` (R, 1), ``depth`` (R, 1) distance along the ray,
+        ``num_samples`` (int, bins shaded with gradient).
+    """
+    m = march_rays(field, grid, rays, cfg, stratified, generator)
+    return shade_samples(field, m, rays, background, camera_indices)
+
+
+def shade_samples(field: NerfField, m: MarchedSamples, rays: RayBundle, background: Background = None,
+                  camera_indices: Optional[Tensor] = None) -> dict[str, Tensor]:
+    """Evaluate the field on marched bins and composite them (see :func:`render_rays`)."""
+    cams = None if camera_indices is None else camera_indices[m.ray_indices]
+    if len(m):
+        sigma, rgb = field(m.positions(rays), rays.directions[m.ray_indices], cams)
+    else:  # nothing to shade (e.g. every ray misses the occupied cells)
+        sigma, rgb = rays.origins.new_zeros(0), rays.origins.new_zeros(0, 3)
+    layout = m.layout()
+    samples = m.padded_samples(layout)
+    out = render_samples(m.pad(sigma, layout=layout), m.pad(rgb, layout=layout), samples, background=background)
+    out["num_samples"] = len(m)
+    return out
