@@ -46,8 +46,10 @@ class FitOptions:
 
 
 def default_out_dir(opts: FitOptions) -> Path:
-    src = opts.data if opts.data is not None else opts.images
-    return Path("outputs") / f"{Path(src).resolve().name}-{opts.method}"
+    src = Path(opts.data if opts.data is not None else opts.images).resolve()
+    if src.name.lower() in ("images", "photos", "input", "imgs"):  # scene/images -> "scene"
+        src = src.parent
+    return Path("outputs") / f"{src.name}-{opts.method}"
 
 
 def load_fit_scene(opts: FitOptions, out: Path):
