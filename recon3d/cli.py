@@ -70,7 +70,10 @@ def cmd_fit(args) -> int:
               f"{m['render_ms_per_image']:.1f} ms/image ({m['test_views']} views)")
     print(f"outputs in {m['out']}: metrics.json, splats.ply, orbit.gif, renders/test/, transforms.json, "
           f"config.json, checkpoints/")
-    print(f"mesh: {m['mesh_note']}")
+    if m.get("mesh"):
+        print(f"mesh: {', '.join(m['mesh_files'])} ({m['mesh_faces']} faces)")
+    else:
+        print(f"mesh: {m['mesh_note']}")
     return 0
 
 
@@ -102,6 +105,16 @@ def cmd_export(args) -> int:
     trainer.export_ply(path, original_units=not args.normalized)
     units = "normalized scene units" if args.normalized else "the capture's original units"
     print(f"wrote {path} ({len(trainer.model)} Gaussians, {units})")
+    if args.mesh is not None:
+        from recon3d.io.errors import DataError
+        from recon3d.mesh import export_mesh, scene_up_axis
+
+        if not hasattr(trainer, "extract_mesh"):
+            raise DataError("--mesh", "this run has no mesh method; fit it with --method sugar")
+        mesh = trainer.extract_mesh()
+        norm = None if args.normalized else trainer.scene.normalization
+        written = export_mesh(mesh, args.mesh, normalization=norm, up_axis=scene_up_axis(trainer.scene))
+        print(f"wrote {', '.join(map(str, written))} ({mesh.num_faces} faces, {units})")
     return 0
 
 
@@ -174,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, type=Path)
     s.add_argument("--splats", type=Path, default=None, help="3DGS .ply path (default RUN/splats.ply)")
     s.add_argument("--normalized", action="store_true", help="keep recon3d's normalized units")
+    s.add_argument("--mesh", type=Path, default=None,
+                   help="also extract the mesh to this .glb/.obj/.ply (runs fitted with --method sugar)")
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("eval", help="metrics of a run folder, and pose error against ground truth")

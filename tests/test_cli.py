@@ -28,7 +28,7 @@ def test_fit_writes_the_run_folder_and_resumes(tiny_blender, tmp_path, capsys):
     assert list((out / "renders" / "test").glob("*.png"))
     m = json.loads((out / "metrics.json").read_text())
     assert m["steps"] == 6 and m["test_views"] == 2 and 0 < m["test_psnr"] < 60
-    assert m["mesh"] is None and "not available" in m["mesh_note"]
+    assert m["mesh"] is None and "--method sugar" in m["mesh_note"]
     assert "test PSNR" in capsys.readouterr().out
     # resume continues from the step-6 checkpoint to 9 steps
     assert main(args[:-4] + ["--max-steps", "9", "--out", str(out), "--resume"]) == 0

@@ -16,6 +16,7 @@ shared quadrature of :mod:`recon3d.core.volume_rendering` (padding bins have zer
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -288,6 +289,49 @@ class OccupancyGrid(nn.Module):
         block = seen.any(dim=0).reshape(coarse, coarse, coarse)  # [z, y, x]
         full = block.repeat_interleave(f, 0).repeat_interleave(f, 1).repeat_interleave(f, 2)[:r, :r, :r]
         self.visible.copy_(full.reshape(-1))
+        self.occupied &= self.visible
+        return float(self.visible.float().mean())
+
+    @torch.no_grad()
+    def carve(self, cameras: Cameras, alphas: list[Tensor], threshold: float = 0.02, max_dilation: int = 8) -> float:
+        """Space carving: cells whose center projects onto background (alpha below ``threshold``)
+        in any image that sees them are marked permanently empty (outside the visual hull).
+
+        Args:
+            cameras: C cameras; alphas: C (H, W) coverage maps in [0, 1] (alpha or 0/1 masks) of
+                their sizes.
+            threshold: coverage below which a pixel is background.
+            max_dilation: the maps are max-pooled by each cell's projected radius (at most this many
+                pixels) so that cells straddling the silhouette survive.
+        Returns:
+            the fraction of cells left visible.
+        """
+        if self.box.contraction is not None:
+            raise ValueError("carving needs a bounded (uncontracted) grid")
+        dev = self.density.device
+        cams = cameras.to(dev)
+        cells = torch.arange(self.num_cells, device=dev)
+        x = self.cell_points(cells, jitter=False)
+        aabb = self.box.aabb.to(dev)
+        half_diag = 0.5 * float((aabb[1] - aabb[0]).norm()) / self.resolution
+        box_c, box_r = 0.5 * (aabb[0] + aabb[1]), 0.5 * float((aabb[1] - aabb[0]).norm())
+        w2c = cams.w2c
+        empty = torch.zeros(self.num_cells, dtype=torch.bool, device=dev)
+        for i in range(len(cams)):
+            a = torch.as_tensor(alphas[i], dtype=torch.float32, device=dev)
+            H, W = a.shape
+            z_min = max(float((cams.centers[i] - box_c).norm()) - box_r, 1e-3)
+            k = int(min(max_dilation, math.ceil(float(max(cams.fx[i], cams.fy[i])) * half_diag / z_min) + 1))
+            a = torch.nn.functional.max_pool2d(a[None, None], 2 * k + 1, stride=1, padding=k)[0, 0]
+            pc = x @ w2c[i, :3, :3].T + w2c[i, :3, 3]
+            z = pc[:, 2]
+            zs = z.clamp_min(1e-6)
+            u = torch.floor(pc[:, 0] / zs * cams.fx[i] + cams.cx[i]).long()
+            v = torch.floor(pc[:, 1] / zs * cams.fy[i] + cams.cy[i]).long()
+            inside = (z > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+            cov = a[v.clamp(0, H - 1), u.clamp(0, W - 1)]
+            empty |= inside & (cov < threshold)
+        self.visible &= ~empty
         self.occupied &= self.visible
         return float(self.visible.float().mean())
 

@@ -7,6 +7,8 @@ Run folder layout (``FitOptions.out``)::
     renders/test/        held-out views rendered by the fitted model
     orbit.gif            a turntable around the capture
     splats.ply           3DGS .ply in the capture's original units
+    mesh.glb/.obj/.ply   (--method sugar) the SuGaR mesh, capture units, Blender-ready axes
+    sugar/checkpoints/   (--method sugar) regularization checkpoints
     transforms.json      nerfstudio cameras of the scene (with recon3d's normalization recorded)
     metrics.json         PSNR/SSIM on held-out views, times, counts
     sfm/                 (--images only) prepared images, COLMAP model, SfM cache
@@ -25,7 +27,7 @@ from recon3d.io.errors import DataError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("splat",)
+METHODS = ("splat", "sugar")
 
 
 @dataclass
@@ -128,6 +130,12 @@ def run_fit(opts: FitOptions) -> dict:
     log.info("fitting %s with %s: %d train / %d test views, %d steps, device %s", scene.name, opts.method,
              len(scene.train_indices), len(scene.test_indices), cfg.max_steps, trainer.device)
     summary = trainer.fit(resume=opts.resume)
+    if opts.method == "sugar":
+        from recon3d.methods.sugar import SugarTrainer
+        from recon3d.methods.sugar import preset as sugar_preset
+
+        trainer = SugarTrainer(trainer, sugar_preset(opts.preset))
+        sugar_summary = trainer.fit(resume=opts.resume)
     metrics: dict = {"method": opts.method, "preset": opts.preset, "source": str(opts.data or opts.images),
                      **pose_info, "device": str(trainer.device), "steps": summary["steps"],
                      "train_seconds": round(summary["train_seconds"], 2), "gaussians": summary["gaussians"],
@@ -143,8 +151,21 @@ def run_fit(opts: FitOptions) -> dict:
     metrics["splats_ply"] = str(trainer.export_ply(out / "splats.ply"))
     if opts.orbit_frames > 0:
         metrics["orbit"] = str(write_orbit(trainer, out / "orbit.gif", opts.orbit_frames))
-    metrics["mesh"] = None
-    metrics["mesh_note"] = "mesh extraction (SuGaR) is not available in this version of recon3d"
+    if opts.method == "sugar":
+        from recon3d.mesh import export_mesh_formats, scene_up_axis
+
+        metrics["sugar_seconds"] = round(sugar_summary["seconds"], 2)
+        metrics["sugar_gaussians"] = sugar_summary["gaussians"]
+        mesh = trainer.extract_mesh(progress=True)
+        files = export_mesh_formats(mesh, out, "mesh", normalization=scene.normalization,
+                                    up_axis=scene_up_axis(scene))
+        metrics["mesh"] = str(files["glb"][0])
+        metrics["mesh_files"] = [str(p) for paths in files.values() for p in paths]
+        metrics["mesh_faces"] = mesh.num_faces
+        metrics["mesh_seconds"] = mesh.metadata.get("seconds_total")
+    else:
+        metrics["mesh"] = None
+        metrics["mesh_note"] = "no mesh for --method splat; use --method sugar"
     metrics["total_seconds"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(out / "metrics.json", metrics)
     metrics["out"] = str(out)

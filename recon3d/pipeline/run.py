@@ -55,6 +55,14 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     scene, _ = load_fit_scene(opts, run_dir)
     trainer = SplatTrainer(scene, SplatConfig.load(run_dir / "config.json"), run_dir, device=device)
     trainer.load(ckpt)
+    sugar_ckpt = latest_checkpoint(run_dir / "sugar" / "checkpoints")
+    if opts.method == "sugar" and sugar_ckpt is not None:
+        from recon3d.methods.sugar import SugarTrainer
+        from recon3d.methods.sugar import preset as sugar_preset
+
+        trainer = SugarTrainer(trainer, sugar_preset(opts.preset))
+        trainer.load(sugar_ckpt)
+        ckpt = sugar_ckpt
     log.info("loaded %s (step %d, %d Gaussians)", ckpt, trainer.step, len(trainer.model))
     return trainer, opts
 

@@ -16,7 +16,7 @@ class NerfConfig:
     max_steps: int = 5_000
     max_seconds: float = 0.0  # stop training after this much wall time (0: no limit); the LR schedule
     #                           then follows max(step / max_steps, elapsed / max_seconds)
-    rays_per_batch: int = 4096  # initial number; adapted to target_samples when that is > 0
+    rays_per_batch: int = 1024  # initial number; adapted to target_samples when that is > 0
     target_samples: int = 1 << 16  # aim for this many shaded bins per batch (0: fixed rays_per_batch)
     max_rays_per_batch: int = 8192
     lr: float = 1e-2
@@ -28,6 +28,7 @@ class NerfConfig:
     aabb: tuple[float, ...] | None = None  # explicit (xmin, ymin, zmin, xmax, ymax, zmax), normalized world
     background: str = "auto"  # training background: "auto", "random", "scene", "white", "black"
     grid_resolution: int = 128
+    carve: bool = True  # object captures with alpha: mark cells outside the visual hull empty at start
     grid_update_every: int = 16
     grid_warmup_steps: int = 256  # update every cell until then, later a fraction of them
     grid_update_fraction: float = 0.125

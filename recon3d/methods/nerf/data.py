@@ -89,6 +89,15 @@ class RayBatcher:
         log.info("%d training pixels from %d images (alpha: %s, masks: %s)", self.num_pixels, len(self.indices),
                  self.has_alpha, self.mask is not None)
 
+    def image_maps(self, values: Tensor) -> list[Tensor]:
+        """Split a per-pixel table ((P,) or (P, C), e.g. :attr:`alpha`) into per-image (H, W, ...) maps."""
+        out = []
+        for k, i in enumerate(self.indices):
+            H, W = int(self.cameras.height[i]), int(self.cameras.width[i])
+            s = int(self._starts[k])
+            out.append(values[s:s + H * W].reshape(H, W, *values.shape[1:]))
+        return out
+
     def rays_of(self, pixels: Tensor) -> tuple[RayBundle, Tensor]:
         """(R,) flat pixel indices -> rays through their centers and (R,) scene frame indices."""
         img = torch.searchsorted(self._starts, pixels, right=True) - 1

@@ -85,6 +85,10 @@ class NerfTrainer(RayTrainer):
         if kind == "object":
             vis = self.grid.mark_invisible(train_cams)
             log.info("occupancy grid: %.1f%% of cells seen by a training camera", 100 * vis)
+            if cfg.carve and self.data.has_alpha:
+                alphas = [a[..., 0] for a in self.data.image_maps(self.data.alpha)]
+                vis = self.grid.carve(train_cams, alphas)
+                log.info("occupancy grid: %.1f%% of cells inside the visual hull", 100 * vis)
         diag = float((self.box.aabb[1] - self.box.aabb[0]).norm())
         self.step_size = diag / cfg.march.num_steps  # largest candidate bin, world units (box scenes)
         self.grid_threshold = -math.log(1.0 - cfg.grid_alpha_threshold) / self.step_size
@@ -158,7 +162,7 @@ class NerfTrainer(RayTrainer):
     def train_step(self) -> dict:
         cfg = self.cfg
         clock = _Clock()
-        if self.step % cfg.grid_update_every == 0:
+        if self.step > 0 and self.step % cfg.grid_update_every == 0:
             self.update_grid()
         clock("t_grid")
         for g in self.optimizer.param_groups:
@@ -184,7 +188,8 @@ class NerfTrainer(RayTrainer):
         self.step += 1
         if cfg.target_samples > 0:  # keep the shaded bins per batch near the target
             want = self.rays_per_batch * cfg.target_samples / max(n, 1)
-            self.rays_per_batch = int(min(max(0.8 * self.rays_per_batch + 0.2 * want, 256), cfg.max_rays_per_batch))
+            want = min(max(want, 0.5 * self.rays_per_batch), 2.0 * self.rays_per_batch)
+            self.rays_per_batch = int(min(max(0.5 * self.rays_per_batch + 0.5 * want, 256), cfg.max_rays_per_batch))
         mse = float(loss.detach())
         return {"loss": mse, "psnr": -10.0 * math.log10(max(mse, 1e-10)), "rays": len(batch.rays),
                 "samples": n, "lr": self.optimizer.param_groups[0]["lr"], **clock.times}

@@ -9,6 +9,8 @@
 
 from .config import PRESETS, SugarConfig, preset
 from .extract import extract_mesh, sample_surface_points
+from .refine import BoundGaussians, RefineConfig, refine_mesh
 from .trainer import SugarTrainer
 
-__all__ = ["SugarConfig", "SugarTrainer", "PRESETS", "preset", "extract_mesh", "sample_surface_points"]
+__all__ = ["SugarConfig", "SugarTrainer", "PRESETS", "preset", "extract_mesh", "sample_surface_points",
+           "BoundGaussians", "RefineConfig", "refine_mesh"]

@@ -123,5 +123,4 @@ def distance_from_density(d: Tensor, beta: Tensor, min_density: float = 1e-6) ->
 
 
 __all__ = ["rotations", "normals_of", "std_along", "knn", "knn_table", "contributions", "clamp_density", "density",
-           "density_gradient",
-           "distance_from_density"]
+           "density_gradient", "distance_from_density"]

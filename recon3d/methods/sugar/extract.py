@@ -94,7 +94,11 @@ def sample_surface_points(model, cameras, cfg: SugarConfig, backend: str = "auto
         W, H = int(cam.width[0]), int(cam.height[0])
         out = rasterize(g["means"], g["quats"], g["scales"], g["opacities"], g["sh"], cam.w2c, cam.K, W, H,
                         sh_degree=deg, backgrounds=background, backend=backend)
-        depth, alpha, rgb = out.depths[0, ..., 0], out.alphas[0, ..., 0], out.colors[0].clamp(0, 1)
+        depth, alpha, rgb = out.depths[0, ..., 0], out.alphas[0, ..., 0], out.colors[0]
+        if background is not None:  # the surface's own colour: remove the background blended in at edges
+            rgb = rgb - (1 - alpha[..., None]) * background.to(rgb).reshape(1, 1, 3)
+            rgb = rgb / alpha[..., None].clamp_min(1e-6)
+        rgb = rgb.clamp(0, 1)
         pix = torch.nonzero((alpha.reshape(-1) >= 0.5) & (depth.reshape(-1) > 0)).reshape(-1)
         if len(pix) == 0:
             continue
