@@ -74,7 +74,12 @@ def test_export_vertex_colors_scale_and_axes(tmp_path, suffix):
         assert got[:, 1].max() == pytest.approx(2.2, abs=1e-5)  # the top is the highest point along +Y
     np.testing.assert_array_equal(np.asarray(raw.faces), F)
     cols = np.asarray(raw.visual.vertex_colors)[:, :3] / 255.0
-    np.testing.assert_allclose(cols, colors, atol=1 / 255 + 1e-6)
+    if suffix == ".glb":  # glTF stores linear light
+        from recon3d.mesh.export import linear_to_srgb
+
+        np.testing.assert_allclose(linear_to_srgb(cols), colors, atol=0.02)
+    else:
+        np.testing.assert_allclose(cols, colors, atol=1 / 255 + 1e-6)
 
     back = load_mesh(paths[0], normalization=norm)
     np.testing.assert_allclose(back.vertices, mesh.vertices, atol=1e-5)
@@ -168,3 +173,22 @@ def test_scene_up_axis_and_formats(tmp_path):
     V, F = _tetra_cloud()
     out = export_mesh_formats(TriangleMesh(V, F), tmp_path, "m", formats=("glb", ".ply"))
     assert sorted(out) == ["glb", "ply"] and all(p[0].exists() for p in out.values())
+
+
+def test_glb_vertex_colors_are_linear_obj_ply_srgb(tmp_path):
+    """glTF COLOR_0 is linear light (Blender reads it so); OBJ/PLY colours are sRGB."""
+    import trimesh as _tm
+
+    from recon3d.mesh import TriangleMesh, export_mesh
+    from recon3d.mesh.export import load_mesh
+
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float32)
+    mesh = TriangleMesh(verts, [[0, 1, 2]], vertex_colors=np.full((3, 3), 0.5, np.float32))
+    export_mesh(mesh, tmp_path / "c.glb")
+    export_mesh(mesh, tmp_path / "c.ply")
+    raw_glb = np.asarray(_tm.load(tmp_path / "c.glb", force="mesh", process=False).visual.vertex_colors)[:, :3]
+    raw_ply = np.asarray(_tm.load(tmp_path / "c.ply", force="mesh", process=False).visual.vertex_colors)[:, :3]
+    assert np.all(np.abs(raw_glb.astype(int) - 55) <= 1)  # 0.5 sRGB = 0.214 linear
+    assert np.all(np.abs(raw_ply.astype(int) - 128) <= 1)
+    back = load_mesh(tmp_path / "c.glb")
+    assert np.allclose(back.vertex_colors, 0.5, atol=0.01)

@@ -151,14 +151,32 @@ def _texture_colors(mesh: TriangleMesh) -> np.ndarray:
     return c[:, :3].astype(np.float32)
 
 
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB-encoded colours in [0, 1] -> linear light (IEC 61966-2-1)."""
+    c = np.clip(np.asarray(c, dtype=np.float32), 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """Linear-light colours in [0, 1] -> sRGB encoding (inverse of :func:`srgb_to_linear`)."""
+    c = np.clip(np.asarray(c, dtype=np.float32), 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
 def _colors_u8(c: np.ndarray) -> np.ndarray:
     c = np.clip(np.asarray(c, dtype=np.float32), 0.0, 1.0)
     rgba = np.concatenate([c, np.ones((len(c), 1), np.float32)], axis=1)
     return (rgba * 255.0 + 0.5).astype(np.uint8)
 
 
-def to_trimesh(mesh: TriangleMesh, texture_name: str = "material_0", keep_texture: bool = True):
-    """A ``trimesh.Trimesh`` (unprocessed: vertex order kept) with the mesh's colours or texture."""
+def to_trimesh(mesh: TriangleMesh, texture_name: str = "material_0", keep_texture: bool = True,
+               linear_vertex_colors: bool = False):
+    """A ``trimesh.Trimesh`` (unprocessed: vertex order kept) with the mesh's colours or texture.
+
+    ``linear_vertex_colors``: store vertex colours as linear light (glTF's COLOR_0 is linear by the
+    spec, and Blender's glTF importer reads it so; OBJ/PLY colours are read as sRGB and stay sRGB).
+    Textures stay sRGB in every format (glTF base-colour textures are sRGB).
+    """
     import trimesh
     from PIL import Image
 
@@ -174,6 +192,8 @@ def to_trimesh(mesh: TriangleMesh, texture_name: str = "material_0", keep_textur
         tm.visual = trimesh.visual.TextureVisuals(uv=mesh.uvs.astype(np.float64), material=material)
     elif mesh.vertex_colors is not None or mesh.texture is not None:
         cols = mesh.vertex_colors if mesh.vertex_colors is not None else _texture_colors(mesh)
+        if linear_vertex_colors:
+            cols = srgb_to_linear(cols)
         tm.visual = trimesh.visual.ColorVisuals(tm, vertex_colors=_colors_u8(cols))
     return tm
 
@@ -186,7 +206,7 @@ def _jsonable(d: dict) -> dict:
 def _write_glb(mesh: TriangleMesh, folder: Path, stem: str) -> list[Path]:
     import trimesh
 
-    tm = to_trimesh(mesh, texture_name=stem)
+    tm = to_trimesh(mesh, texture_name=stem, linear_vertex_colors=True)
     tm.metadata = {"recon3d": _jsonable(mesh.metadata)} if mesh.metadata else {}
     scene = trimesh.Scene(geometry={stem: tm})
     data = trimesh.exchange.gltf.export_glb(scene, include_normals=mesh.vertex_normals is not None)
@@ -312,6 +332,8 @@ def load_mesh(path: str | os.PathLike, normalization=None, up_axis: UpAxis = "z"
             texture = np.asarray(img.convert("RGB"), dtype=np.uint8)
     elif getattr(vis, "kind", None) == "vertex":
         colors = np.asarray(vis.vertex_colors, dtype=np.float32)[:, :3] / 255.0
+        if suffix in (".glb", ".gltf"):  # stored linear (see to_trimesh)
+            colors = linear_to_srgb(colors)
     mesh = TriangleMesh(verts, faces, vertex_colors=colors, uvs=uvs, texture=texture)
     target = FILE_UP.get(suffix) if (isinstance(file_up, str) and file_up == "auto") else file_up
     T = export_transform(normalization, up_axis, target)
