@@ -183,6 +183,13 @@ def poisson_reconstruction(points: np.ndarray, normals: np.ndarray, colors: np.n
 
     pts = np.asarray(points, dtype=np.float64)
     nrm = np.asarray(normals, dtype=np.float64)
+    # open3d's Poisson crashes (SIGSEGV) on non-finite input or zero normals: drop those samples
+    ok = np.isfinite(pts).all(1) & np.isfinite(nrm).all(1) & (np.linalg.norm(nrm, axis=1) > 1e-12)
+    if colors is not None:
+        colors = np.asarray(colors, dtype=np.float64)
+        ok &= np.isfinite(colors).all(1)
+        colors = colors[ok]
+    pts, nrm = pts[ok], nrm[ok]
     if len(pts) < 10:
         raise ValueError(f"Poisson reconstruction needs oriented points; got only {len(pts)}")
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
