@@ -163,3 +163,14 @@ def test_resume_is_exact(tiny_scene, tmp_path):
     assert resumed.step == 24 and len(resumed.model) == len(straight.model)
     for name, p in straight.model.params().items():
         assert torch.equal(p, resumed.model.params()[name]), name
+
+
+def test_config_round_trip_and_bad_file(tmp_path):
+    from recon3d.io.errors import DataError
+
+    cfg = _tiny_cfg(max_steps=77)
+    back = SplatConfig.load(cfg.save(tmp_path / "c.json"))
+    assert back == cfg and isinstance(back.densify, DensifyConfig)
+    (tmp_path / "bad.json").write_text('{"max_steps": 1, "nope": 2}')
+    with pytest.raises(DataError, match=r"bad.json.*nope"):
+        SplatConfig.load(tmp_path / "bad.json")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+
+from recon3d.methods.config_io import ConfigIO
 
 from .model import LearningRates
 from .strategy import DensifyConfig
 
 
 @dataclass
-class SplatConfig:
+class SplatConfig(ConfigIO):
     max_steps: int = 7_000
     sh_degree: int = 3
     sh_degree_interval: int = 1_000  # one more SH degree every this many steps (at 30k-step scale)
@@ -37,32 +37,6 @@ class SplatConfig:
             return self.densify, self.sh_degree_interval
         f = self.max_steps / 30_000
         return self.densify.scaled_to(self.max_steps), max(1, int(self.sh_degree_interval * f))
-
-    # ------------------------------------------------------------------ (de)serialization
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SplatConfig":
-        return _from_dict(cls, d)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "SplatConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-def _from_dict(cls, d: dict):
-    kw = {}
-    names = {f.name: f for f in fields(cls)}
-    for k, v in d.items():
-        if k not in names:
-            raise ValueError(f"unknown {cls.__name__} option {k!r}")
-        default = getattr(cls(), k) if k in ("lrs", "densify") else None
-        kw[k] = _from_dict(type(default), v) if is_dataclass(default) and isinstance(v, dict) else v
-    return cls(**kw)
 
 
 PRESETS: dict[str, SplatConfig] = {

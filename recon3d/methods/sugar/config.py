@@ -13,13 +13,13 @@ smaller presets shrink steps and samples for CPUs.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
+
+from recon3d.methods.config_io import ConfigIO
 
 
 @dataclass
-class SugarConfig:
+class SugarConfig(ConfigIO):
     # ---- regularization schedule
     steps: int = 2_000  # regularized steps after the splat fit
     entropy_steps: int = 500
@@ -56,27 +56,6 @@ class SugarConfig:
     # ---- optional refinement (Gaussians bound to the mesh)
     refine_steps: int = 0
     refine_gaussians_per_face: int = 3
-
-    # ------------------------------------------------------------------ (de)serialization
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SugarConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown SugarConfig option(s) {sorted(unknown)}")
-        return cls(**d)
-
-    def save(self, path: str | Path) -> None:
-        from recon3d.io.atomic import atomic_write_json
-
-        atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> "SugarConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 PRESETS: dict[str, SugarConfig] = {
