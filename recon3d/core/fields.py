@@ -121,6 +121,7 @@ class MarchedSamples:
         t_starts, t_ends: (M,) bin bounds along the ray, world units.
         num_rays: R, the size of the ray batch.
         fill: (R,) distance used for padding bins (each ray's far bound).
+        cell_density: optional (M,) occupancy-grid density estimate at each bin (1 / world units).
     """
 
     ray_indices: Tensor
@@ -128,6 +129,7 @@ class MarchedSamples:
     t_ends: Tensor
     num_rays: int
     fill: Tensor
+    cell_density: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return self.ray_indices.shape[0]
@@ -145,7 +147,8 @@ class MarchedSamples:
         return torch.bincount(self.ray_indices, minlength=self.num_rays)
 
     def select(self, keep: Tensor) -> "MarchedSamples":
-        return MarchedSamples(self.ray_indices[keep], self.t_starts[keep], self.t_ends[keep], self.num_rays, self.fill)
+        cd = None if self.cell_density is None else self.cell_density[keep]
+        return MarchedSamples(self.ray_indices[keep], self.t_starts[keep], self.t_ends[keep], self.num_rays, self.fill, cd)
 
     def _layout(self) -> tuple[Tensor, int]:
         counts = self.counts()
@@ -200,9 +203,31 @@ class MarchedSamples:
         return self.select(keep)
 
 
-def _packed_from_mask(samples: RaySamples, keep: Tensor, fill: Tensor) -> MarchedSamples:
+    @torch.no_grad()
+    def prune_lagged(self, densities: Tensor, lag: float, eps: float = 1e-4) -> "MarchedSamples":
+        """Drop bins lying more than ``lag`` behind the point where ``densities`` make a ray opaque.
+
+        Meant for cheap, *conservative-ish* estimates such as the occupancy grid's per-cell densities
+        (:attr:`cell_density`): a bin at ``t`` is kept while the light left at ``t - lag`` (from
+        the estimates) exceeds ``eps``. ``lag`` (world units; e.g. two grid cells) protects the
+        bins of a cell whose estimate is high only because of matter at its far side.
+        """
+        if len(self) == 0:
+            return self
+        layout = self._layout()
+        tau = self.pad(densities.float() * (self.t_ends - self.t_starts), layout=layout).cumsum(dim=-1)  # (R, S)
+        samples = self.padded_samples(layout)
+        before = (samples.t_starts - lag).contiguous()
+        k = torch.searchsorted(samples.t_ends.contiguous(), before, right=True) - 1  # last bin ending by t - lag
+        tau_lag = torch.where(k >= 0, tau.gather(-1, k.clamp_min(0)), torch.zeros_like(tau))
+        keep = self.unpad(torch.exp(-tau_lag) > eps, layout)
+        return self.select(keep)
+
+
+def _packed_from_mask(samples: RaySamples, keep: Tensor, fill: Tensor, values: Optional[Tensor] = None) -> MarchedSamples:
     rays, cols = keep.nonzero(as_tuple=True)  # row-major: ray order, then along the ray
-    return MarchedSamples(rays, samples.t_starts[rays, cols], samples.t_ends[rays, cols], keep.shape[0], fill)
+    extra = None if values is None else values[rays, cols]
+    return MarchedSamples(rays, samples.t_starts[rays, cols], samples.t_ends[rays, cols], keep.shape[0], fill, extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,10 +253,21 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("density", torch.zeros(n))
         self.register_buffer("occupied", torch.ones(n, dtype=torch.bool))
         self.register_buffer("visible", torch.ones(n, dtype=torch.bool))
+        self._compiled_lookup = None
+        self._compiled_coarse = None
+        self._occ_version = 0
+        self._coarse_cache: Optional[tuple] = None
+        self.register_load_state_dict_post_hook(lambda module, incompatible: module._bump())
 
     @property
     def num_cells(self) -> int:
         return self.resolution**3
+
+    def cell_size(self) -> float:
+        """Diagonal of a cell in world units (of the inner box for contracted grids)."""
+        aabb = self.box.aabb
+        ext = (aabb[1] - aabb[0]) * (2.0 if self.box.contraction is not None else 1.0)
+        return float(ext.norm()) / self.resolution
 
     def occupancy_fraction(self) -> float:
         return float(self.occupied.float().mean())
@@ -290,19 +326,22 @@ class OccupancyGrid(nn.Module):
         full = block.repeat_interleave(f, 0).repeat_interleave(f, 1).repeat_interleave(f, 2)[:r, :r, :r]
         self.visible.copy_(full.reshape(-1))
         self.occupied &= self.visible
+        self._bump()
         return float(self.visible.float().mean())
 
     @torch.no_grad()
-    def carve(self, cameras: Cameras, alphas: list[Tensor], threshold: float = 0.02, max_dilation: int = 8) -> float:
+    def carve(self, cameras: Cameras, alphas: list[Tensor], threshold: float = 0.02, max_dilation: int = 16) -> float:
         """Space carving: cells whose center projects onto background (alpha below ``threshold``)
-        in any image that sees them are marked permanently empty (outside the visual hull).
+        in any image that sees them, or into no image at all, are marked permanently empty
+        (outside the visual hull).
 
         Args:
             cameras: C cameras; alphas: C (H, W) coverage maps in [0, 1] (alpha or 0/1 masks) of
                 their sizes.
             threshold: coverage below which a pixel is background.
-            max_dilation: the maps are max-pooled by each cell's projected radius (at most this many
-                pixels) so that cells straddling the silhouette survive.
+            max_dilation: the maps are max-pooled by each cell's projected radius so that cells
+                straddling the silhouette survive; cells projecting larger than this many pixels
+                are left alone by that view.
         Returns:
             the fraction of cells left visible.
         """
@@ -310,29 +349,39 @@ class OccupancyGrid(nn.Module):
             raise ValueError("carving needs a bounded (uncontracted) grid")
         dev = self.density.device
         cams = cameras.to(dev)
-        cells = torch.arange(self.num_cells, device=dev)
+        cells = self.visible.nonzero()[:, 0]  # still-possible cells: shrinks as views carve
         x = self.cell_points(cells, jitter=False)
+        seen = torch.zeros(len(cells), dtype=torch.bool, device=dev)
         aabb = self.box.aabb.to(dev)
         half_diag = 0.5 * float((aabb[1] - aabb[0]).norm()) / self.resolution
-        box_c, box_r = 0.5 * (aabb[0] + aabb[1]), 0.5 * float((aabb[1] - aabb[0]).norm())
+        radii = torch.tensor([0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32], device=dev)
+        radii = radii[radii <= max_dilation]
         w2c = cams.w2c
-        empty = torch.zeros(self.num_cells, dtype=torch.bool, device=dev)
         for i in range(len(cams)):
-            a = torch.as_tensor(alphas[i], dtype=torch.float32, device=dev)
-            H, W = a.shape
-            z_min = max(float((cams.centers[i] - box_c).norm()) - box_r, 1e-3)
-            k = int(min(max_dilation, math.ceil(float(max(cams.fx[i], cams.fy[i])) * half_diag / z_min) + 1))
-            a = torch.nn.functional.max_pool2d(a[None, None], 2 * k + 1, stride=1, padding=k)[0, 0]
+            a = torch.as_tensor(alphas[i], dtype=torch.float32, device=dev)[None, None]
+            H, W = a.shape[-2:]
+            # coverage max-pooled over each candidate radius: (K, H, W)
+            pooled = torch.cat([a if k == 0 else torch.nn.functional.max_pool2d(a, 2 * int(k) + 1, 1, int(k))
+                                for k in radii.tolist()], 1)[0]
             pc = x @ w2c[i, :3, :3].T + w2c[i, :3, 3]
             z = pc[:, 2]
             zs = z.clamp_min(1e-6)
             u = torch.floor(pc[:, 0] / zs * cams.fx[i] + cams.cx[i]).long()
             v = torch.floor(pc[:, 1] / zs * cams.fy[i] + cams.cy[i]).long()
-            inside = (z > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-            cov = a[v.clamp(0, H - 1), u.clamp(0, W - 1)]
-            empty |= inside & (cov < threshold)
+            r_px = float(max(cams.fx[i], cams.fy[i])) * half_diag / zs + 0.5  # projected cell radius
+            level = torch.searchsorted(radii.float(), r_px.contiguous())
+            decidable = level < len(radii)
+            inside = (z > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H) & decidable
+            cov = pooled[level.clamp(max=len(radii) - 1), v.clamp(0, H - 1), u.clamp(0, W - 1)]
+            survive = ~(inside & (cov < threshold))
+            seen |= (z > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+            cells, x, seen = cells[survive], x[survive], seen[survive]
+        cells = cells[seen]  # never in any image: unconstrained, dropped as well
+        empty = torch.ones(self.num_cells, dtype=torch.bool, device=dev)
+        empty[cells] = False
         self.visible &= ~empty
         self.occupied &= self.visible
+        self._bump()
         return float(self.visible.float().mean())
 
     @torch.no_grad()
@@ -346,13 +395,15 @@ class OccupancyGrid(nn.Module):
             threshold: density above which a cell is occupied (capped by the mean estimate so that
                 an untrained field is never all empty).
             decay: factor applied to every cell's estimate first.
-            num_cells: cells to sample (half uniformly, half among the occupied); None = all cells.
+            num_cells: cells to sample (half uniformly, half among the occupied); None, or at least
+                the number of visible cells: every visible cell.
         Returns:
             the new occupied fraction.
         """
         dev = self.density.device
-        if num_cells is None or num_cells >= self.num_cells:
-            cells = torch.arange(self.num_cells, device=dev)
+        n_visible = int(self.visible.sum())
+        if num_cells is None or num_cells >= n_visible:
+            cells = self.visible.nonzero()[:, 0]
         else:
             uniform = torch.randint(0, self.num_cells, (num_cells // 2,), generator=generator).to(dev)
             occ = self.occupied.nonzero()[:, 0]
@@ -372,12 +423,14 @@ class OccupancyGrid(nn.Module):
         mean = float(self.density[self.visible].mean()) if bool(self.visible.any()) else 0.0
         thr = min(float(threshold), mean)
         self.occupied.copy_((self.density > thr) & self.visible)
+        self._bump()
         return self.occupancy_fraction()
 
     # ------------------------------------------------------------------ marching
     @torch.no_grad()
     def march(self, rays: RayBundle, nears: Tensor, fars: Tensor, num_steps: int, stratified: bool,
-              generator: Optional[torch.Generator] = None, spacing: str = "linear") -> MarchedSamples:
+              generator: Optional[torch.Generator] = None, spacing: str = "linear",
+              coarse_factor: int = 4) -> MarchedSamples:
         """Bins of the rays that lie in occupied cells.
 
         Args:
@@ -386,10 +439,77 @@ class OccupancyGrid(nn.Module):
             num_steps: candidate bins per ray, uniform in ``spacing`` between near and far
                 (see :func:`recon3d.core.sampling.uniform_samples`).
             stratified: jitter the candidates (training).
+            coarse_factor: march in two levels when possible (``linear`` spacing, bins no longer
+                than a coarse cell): ``num_steps / coarse_factor`` bins are first tested against a
+                coarse grid (occupancy max-pooled by ``coarse_factor`` and dilated by one coarse
+                cell, so no occupied fine cell is missed), and only the bins that pass are cut into
+                ``coarse_factor`` fine bins tested against this grid. 1 disables it.
         Returns:
-            :class:`MarchedSamples` (no gradient: sampling decisions).
+            :class:`MarchedSamples` (no gradient: sampling decisions) with the grid's density
+            estimates in ``cell_density``.
         """
-        cand = uniform_samples(nears, fars, num_steps, stratified, generator=generator, spacing=spacing)
-        x = rays.origins[:, None, :] + rays.directions[:, None, :] * cand.t_mid[..., None]
-        keep = self.query(x) & (cand.t_ends > cand.t_starts)
-        return _packed_from_mask(cand, keep, fars[:, 0])
+        coarse = self._coarse_grid(coarse_factor, nears, fars, num_steps, spacing)
+        fine = self._compiled_lookup or self._lookup
+        if coarse is None:
+            cand = uniform_samples(nears, fars, num_steps, stratified, generator=generator, spacing=spacing)
+            keep, dens = fine(rays.origins, rays.directions, cand.t_starts, cand.t_ends)
+            return _packed_from_mask(cand, keep, fars[:, 0], dens)
+        f = coarse_factor
+        cand = uniform_samples(nears, fars, num_steps // f, stratified, generator=generator, spacing=spacing)
+        test = self._compiled_coarse or self._coarse_lookup
+        hit = test(rays.origins, rays.directions, cand.t_starts, cand.t_ends, coarse)
+        ray_of, col = hit.nonzero(as_tuple=True)
+        s0, s1 = cand.t_starts[ray_of, col], cand.t_ends[ray_of, col]
+        cuts = torch.arange(f + 1, device=s0.device, dtype=s0.dtype) / f
+        edges = s0[:, None] + (s1 - s0)[:, None] * cuts  # (n, f + 1)
+        fine_samples = RaySamples(edges[:, :-1].contiguous(), edges[:, 1:].contiguous())
+        keep, dens = fine(rays.origins[ray_of], rays.directions[ray_of], fine_samples.t_starts, fine_samples.t_ends)
+        m = _packed_from_mask(fine_samples, keep, fars[:, 0], dens)
+        m.ray_indices = ray_of[m.ray_indices]
+        m.num_rays = len(rays)
+        return m
+
+    def _coarse_grid(self, factor: int, nears: Tensor, fars: Tensor, num_steps: int, spacing: str) -> Optional[Tensor]:
+        """The dilated coarse occupancy (Rc^3,) for two-level marching, or None when not applicable."""
+        r = self.resolution
+        if factor <= 1 or spacing != "linear" or r % factor or num_steps % factor or self.box.contraction:
+            return None
+        rc = r // factor
+        side = float((self.box.aabb[1] - self.box.aabb[0]).min()) / rc
+        if len(nears) and float((fars - nears).max()) / (num_steps // factor) > side:
+            return None  # a coarse bin could skip over a coarse cell
+        key = (factor, self._occ_version)
+        if self._coarse_cache is None or self._coarse_cache[0] != key:
+            occ = self.occupied.reshape(1, 1, r, r, r).float()
+            pooled = torch.nn.functional.max_pool3d(occ, factor, factor)
+            dilated = torch.nn.functional.max_pool3d(pooled, 3, 1, 1)
+            self._coarse_cache = (key, dilated.reshape(-1) > 0)
+        return self._coarse_cache[1]
+
+    def _coarse_lookup(self, origins: Tensor, directions: Tensor, t_starts: Tensor, t_ends: Tensor,
+                       coarse: Tensor) -> Tensor:
+        """(R, K) bins -> (R, K) flags: the bin's midpoint is in a (dilated) occupied coarse cell."""
+        rc = round(coarse.shape[0] ** (1.0 / 3.0))
+        t = 0.5 * (t_starts + t_ends)
+        u = self.box.to_unit(origins[:, None, :] + directions[:, None, :] * t[..., None])
+        inside = ((u >= 0) & (u <= 1)).all(dim=-1)
+        ijk = (u * rc).long().clamp(0, rc - 1)
+        idx = ijk[..., 0] + rc * ijk[..., 1] + rc * rc * ijk[..., 2]
+        return coarse[idx] & inside & (t_ends > t_starts)
+
+    def _lookup(self, origins: Tensor, directions: Tensor, t_starts: Tensor, t_ends: Tensor) -> tuple[Tensor, Tensor]:
+        """(R, S) bins -> (R, S) occupied flags and (R, S) density estimates at their midpoints."""
+        t = 0.5 * (t_starts + t_ends)
+        x = origins[:, None, :] + directions[:, None, :] * t[..., None]
+        idx, inside = self._cell_index(self.box.to_unit(x))
+        return self.occupied[idx] & inside & (t_ends > t_starts), self.density[idx]
+
+    def compile(self, enabled: bool = True) -> "OccupancyGrid":  # type: ignore[override]
+        """Fuse the per-candidate lookups of :meth:`march` with ``torch.compile`` (dynamic shapes)."""
+        self._compiled_lookup = torch.compile(self._lookup, dynamic=True) if enabled else None
+        self._compiled_coarse = torch.compile(self._coarse_lookup, dynamic=True) if enabled else None
+        return self
+
+    def _bump(self, *args) -> None:
+        """Note that ``occupied`` changed (invalidates the coarse grid of :meth:`march`)."""
+        self._occ_version += 1

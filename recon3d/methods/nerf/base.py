@@ -114,7 +114,10 @@ class RayTrainer:
         self.run_dir = Path(run_dir)
         self.device = resolve_device(device)
         self.cameras: Cameras = scene.cameras.to(self.device)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # CPU: batches, backgrounds, grid updates
+        # samplers draw their jitter on the rays' device: this CPU generator there, the (checkpointed)
+        # global CUDA RNG on a GPU
+        self.sampling_generator = self.generator if self.device.type == "cpu" else None
         self.step = 0
         self.elapsed = 0.0  # training seconds so far (kept across resumes)
         seed_everything(cfg.seed)

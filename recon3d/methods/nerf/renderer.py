@@ -27,7 +27,9 @@ class MarchConfig:
     num_steps: int = 512  # candidate bins per ray (between near and far)
     near: float = 0.05  # world units; also the near plane of bounded scenes
     far: float = 1000.0  # unbounded scenes only
-    prune: bool = True  # drop bins behind opaque matter using a no-grad density pass
+    prune: str = "grid"  # drop bins behind opaque matter: "grid" (occupancy-grid estimates, lagged by
+    #                     prune_lag_cells cells), "exact" (a no-grad density pass), "none"
+    prune_lag_cells: float = 2.0
     transmittance_eps: float = 1e-3
     alpha_threshold: float = 0.0
 
@@ -48,11 +50,15 @@ def march_rays(field: NerfField, grid: OccupancyGrid, rays: RayBundle, cfg: Marc
     """Occupied bins of the rays, pruned behind opaque matter when ``cfg.prune``."""
     nears, fars, spacing = ray_segments(rays, grid, cfg)
     m = grid.march(rays, nears, fars, cfg.num_steps, stratified, generator=generator, spacing=spacing)
-    if cfg.prune and len(m):
+    if not len(m) or cfg.prune == "none":
+        return m
+    if cfg.prune == "exact":
         with torch.no_grad():
             sigma = field.density(m.positions(rays))
-        m = m.prune(sigma, cfg.transmittance_eps, cfg.alpha_threshold)
-    return m
+        return m.prune(sigma, cfg.transmittance_eps, cfg.alpha_threshold)
+    if cfg.prune == "grid":
+        return m.prune_lagged(m.cell_density, cfg.prune_lag_cells * grid.cell_size(), cfg.transmittance_eps)
+    raise ValueError(f"unknown prune mode {cfg.prune!r}; expected 'grid', 'exact' or 'none'")
 
 
 def render_rays(field: NerfField, grid: OccupancyGrid, rays: RayBundle, cfg: MarchConfig, stratified: bool,
@@ -83,6 +89,8 @@ def shade_samples(field: NerfField, m: MarchedSamples, rays: RayBundle, backgrou
         sigma, rgb = rays.origins.new_zeros(0), rays.origins.new_zeros(0, 3)
     layout = m.layout()
     samples = m.padded_samples(layout)
-    out = render_samples(m.pad(sigma, layout=layout), m.pad(rgb, layout=layout), samples, background=background)
+    # compositing in float32 whatever the networks ran in (mixed precision)
+    out = render_samples(m.pad(sigma.float(), layout=layout), m.pad(rgb.float(), layout=layout), samples,
+                         background=background)
     out["num_samples"] = len(m)
     return out

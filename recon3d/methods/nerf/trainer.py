@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recon3d.core.fields import OccupancyGrid
+from recon3d.core.fields import OccupancyGrid, SceneBox
 from recon3d.core.rays import RayBundle
 
 from .base import RayTrainer, is_object_capture, maybe_compile, object_box, unbounded_box
@@ -71,8 +71,6 @@ class NerfTrainer(RayTrainer):
         self.scene_type = kind
         center = scene.center.cpu()
         if cfg.aabb is not None:
-            from recon3d.core.fields import SceneBox
-
             box = SceneBox(torch.tensor(cfg.aabb, dtype=torch.float32).reshape(2, 3),
                            contraction=None if kind == "object" else "linf")
         elif kind == "object":
@@ -109,6 +107,16 @@ class NerfTrainer(RayTrainer):
             raise ValueError(f"background must be 'auto', 'random', 'scene', 'white' or 'black', got {cfg.background!r}")
         self.train_background = bg
         self.compiled = maybe_compile(self.field, cfg.compile, self.device, self._probe)
+        if self.compiled:
+            self.grid.compile(True)
+            try:
+                rays = self.cameras.rays(int(scene.train_indices[0])).flatten()[:8]
+                march_rays(self.field, self.grid, rays, cfg.march, False)
+            except Exception as e:
+                if cfg.compile == "on":
+                    raise
+                log.warning("torch.compile of the grid lookups failed (%s); running them eagerly", e)
+                self.grid.compile(False)
         log.info("nerf: %s scene, box %s, step %.4g, background %s, compile %s", kind,
                  [round(v, 3) for v in self.box.aabb.flatten().tolist()], self.step_size, bg, self.compiled)
 
@@ -171,7 +179,7 @@ class NerfTrainer(RayTrainer):
         bg = self._batch_background(self.rays_per_batch)
         self.field.train()
         with self._autocast():
-            m = march_rays(self.field, self.grid, batch.rays, cfg.march, True, self.generator)
+            m = march_rays(self.field, self.grid, batch.rays, cfg.march, True, self.sampling_generator)
             clock("t_march")
             out = shade_samples(self.field, m, batch.rays, bg, batch.rays.camera_indices)
         target = batch.target(bg)
@@ -211,8 +219,9 @@ class NerfTrainer(RayTrainer):
 
         Args:
             resolution: grid vertices per axis of the box.
-            threshold: density (1 / world units); default: the density at which a slab one grid
-                cell thick is 50% opaque, ``ln 2 / cell size``.
+            threshold: density (1 / world units); default: the density at which a slab 1/20 of the
+                box thick is 50% opaque, ``ln 2 / (box size / 20)`` (a trained surface is far denser,
+                empty space far lighter, so the surface barely moves with it).
             colors: vertex colors from the color network, seen from outside along the normal.
             original_units: map the mesh back to the scene's source units (undo the normalization).
         Returns:
@@ -224,8 +233,8 @@ class NerfTrainer(RayTrainer):
         aabb = self.box.aabb.cpu()
         if self.box.contraction is not None:  # mesh the inner box only
             log.info("unbounded scene: meshing the inner box %s", aabb.tolist())
-        cell = float((aabb[1] - aabb[0]).max()) / (resolution - 1)
-        thr = math.log(2.0) / cell if threshold is None else float(threshold)
+        size = float((aabb[1] - aabb[0]).max())
+        thr = math.log(2.0) / (size / 20.0) if threshold is None else float(threshold)
 
         def neg_density(x: Tensor) -> Tensor:
             return -self.field.density(x.to(self.device)).float().cpu()

@@ -1,0 +1,209 @@
+"""Per-scene NeuS-style surface reconstruction: training loop, evaluation, mesh extraction.
+
+Usage::
+
+    from recon3d.io import load_scene
+    from recon3d.io.normalize import normalize_scene
+    from recon3d.methods.sdf import SdfTrainer, preset
+    trainer = SdfTrainer(normalize_scene(load_scene("scene/")), preset("default"), run_dir="outputs/scene-sdf")
+    trainer.fit()
+    mesh = trainer.extract_mesh(resolution=256, original_units=True)   # recon3d.mesh.TriangleMesh
+
+Meant for object captures (a known background color, ideally alpha or masks): the SDF lives in a
+bounding sphere and everything outside it is background. Losses: L1 color, eikonal
+``(|grad f| - 1)^2`` on the ray samples, optional BCE between rendered opacity and the mask (the
+scene's masks, else the images' alpha).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recon3d.core.fields import OccupancyGrid
+from recon3d.core.rays import RayBundle
+from recon3d.methods.nerf.base import RayTrainer, is_object_capture, object_box
+from recon3d.methods.nerf.data import RayBatcher
+
+from .config import SdfConfig
+from .meshing import extract_level_set, mesh_in_original_units
+from .model import SdfField
+from .rendering import render_neus
+
+log = logging.getLogger(__name__)
+
+_NAMED = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+
+
+def bounding_radius(data: RayBatcher, center: Tensor, scale: float = 1.15, resolution: int = 64) -> tuple[float, str]:
+    """Radius (world units) of a sphere around ``center`` holding the object of a capture.
+
+    Two bounds, the smaller wins: what every camera frames (an object fully visible in all views
+    lies within :func:`object_box`'s half-size ``min D tan(fov / 2)``), and, with alpha or masks,
+    the farthest cell of the visual hull (space carving on a ``resolution^3`` grid) plus one cell
+    (tight with many views, loose with few). Times ``scale``. Returns the radius and its source.
+    """
+    cams = data.cameras[data.indices]
+    frustum = float(object_box(cams, 1.0, center).half_size[0])
+    coverage = None
+    if data.mask is not None:
+        coverage = [m[..., 0] for m in data.image_maps(data.mask)]
+    elif data.has_alpha:
+        coverage = [a[..., 0] for a in data.image_maps(data.alpha)]
+    if coverage is None:
+        return scale * frustum, "camera frustum"
+    grid = OccupancyGrid(object_box(cams, 1.6, center), resolution)
+    grid.mark_invisible(cams)
+    if grid.carve(cams, coverage) <= 0:
+        return scale * frustum, "camera frustum (empty visual hull)"
+    pts = grid.cell_points(grid.visible.nonzero()[:, 0], jitter=False)
+    hull = float((pts - torch.as_tensor(center, dtype=torch.float32)).norm(dim=-1).max()) + grid.cell_size()
+    return (scale * hull, "visual hull") if hull < frustum else (scale * frustum, "camera frustum")
+
+
+class SdfTrainer(RayTrainer):
+    """Fits an :class:`SdfField` with NeuS volume rendering (see module docstring)."""
+
+    method_name = "sdf"
+
+    def __init__(self, scene, cfg: SdfConfig, run_dir: str | Path, device: str = "auto") -> None:
+        super().__init__(scene, cfg, run_dir, device)
+        self.data = RayBatcher(scene, device=self.device, load_masks=cfg.mask_weight > 0)
+        if not is_object_capture(scene):
+            log.warning("sdf: the scene has no known background (not an object capture); NeuS models only "
+                        "the bounding sphere, the rest is treated as a black background")
+        center = scene.center.cpu()
+        if cfg.radius is not None:
+            radius, how = float(cfg.radius), "config"
+        else:
+            radius, how = bounding_radius(self.data, center, cfg.radius_scale)
+        self.field = SdfField(center, radius, cfg.field, seed=cfg.seed).to(self.device)
+        grid_params = [] if self.field.grid is None else list(self.field.grid.parameters())
+        ids = {id(p) for p in grid_params}
+        rest = [p for p in self.field.parameters() if id(p) not in ids]
+        groups = [{"params": rest, "lr": cfg.lr, "base_lr": cfg.lr}]
+        if grid_params:
+            groups.append({"params": grid_params, "lr": cfg.lr_grid, "base_lr": cfg.lr_grid})
+        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+        bg = cfg.background
+        if bg == "auto":
+            bg = "random" if self.data.has_alpha else "scene"
+        if bg not in ("random", "scene", "white", "black"):
+            raise ValueError(f"background must be 'auto', 'random', 'scene', 'white' or 'black', got {cfg.background!r}")
+        self.train_background = bg
+        self.mask_source = None
+        if cfg.mask_weight > 0:
+            self.mask_source = "masks" if self.data.mask is not None else ("alpha" if self.data.has_alpha else None)
+        log.info("sdf: sphere center %s radius %.4f (%s), geometry %s, background %s, mask loss from %s",
+                 [round(v, 3) for v in center.tolist()], radius, how, cfg.field.geometry, bg, self.mask_source)
+
+    # ------------------------------------------------------------------ pieces
+    def _modules(self) -> dict:
+        return {"field": self.field}
+
+    def _optimizers(self) -> dict:
+        return {"adam": self.optimizer}
+
+    def lr_factor(self) -> float:
+        cfg = self.cfg
+        warm = min(1.0, (self.step + 1) / max(cfg.lr_warmup_steps, 1))
+        p = self.progress()
+        cosine = 0.5 * (1 + math.cos(math.pi * p))
+        return warm * (cfg.lr_final_factor + (1 - cfg.lr_final_factor) * cosine)
+
+    def cos_anneal_ratio(self) -> float:
+        n = self.cfg.cos_anneal_steps
+        return 1.0 if n <= 0 else min(1.0, self.step / n)
+
+    def _batch_background(self, n: int) -> Tensor:
+        bg = self.train_background
+        if bg == "random":
+            return torch.rand(n, 3, generator=self.generator).to(self.device)
+        color = self.eval_background() if bg == "scene" else torch.tensor(_NAMED[bg])
+        return color.to(self.device).expand(n, 3)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        f = self.lr_factor()
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * f
+        batch = self.data.sample(cfg.rays_per_batch, self.generator)
+        bg = self._batch_background(cfg.rays_per_batch)
+        self.field.train()
+        out = render_neus(self.field, batch.rays, cfg.sampling, True, background=bg,
+                          cos_anneal_ratio=self.cos_anneal_ratio(), create_graph=True, generator=self.sampling_generator)
+        target = batch.target(bg)
+        color_loss = (out["rgb"] - target).abs().mean()
+        inside = out["inside"].float()
+        eik = (((out["gradients"].norm(dim=-1) - 1.0) ** 2) * inside).sum() / inside.sum().clamp_min(1.0)
+        loss = color_loss + cfg.eikonal_weight * eik
+        stats = {}
+        if self.mask_source is not None:
+            m = batch.mask if self.mask_source == "masks" else batch.alpha
+            op = out["opacity"].clamp(1e-3, 1 - 1e-3)
+            mask_loss = torch.nn.functional.binary_cross_entropy(op, m)
+            loss = loss + cfg.mask_weight * mask_loss
+            stats["mask"] = float(mask_loss.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        mse = float(((out["rgb"].detach() - target) ** 2).mean())
+        return {"loss": float(loss.detach()), "psnr": -10.0 * math.log10(max(mse, 1e-10)), "eikonal": float(eik.detach()),
+                "s": float(self.field.inv_s.detach()), **stats}
+
+    # ------------------------------------------------------------------ rendering
+    @torch.no_grad()
+    def render_rays(self, rays: RayBundle, camera_indices: Optional[Tensor] = None) -> dict:
+        """Premultiplied ``rgb`` (R, 3), ``opacity`` (R, 1), ``depth`` (R, 1) ray distance, ``normals`` (R, 3)."""
+        self.field.eval()
+        out = render_neus(self.field, rays, self.cfg.sampling, False, create_graph=False)
+        return {k: out[k].detach() for k in ("rgb", "opacity", "depth", "normals")}
+
+    # ------------------------------------------------------------------ meshing
+    def sdf_fn(self, x: Tensor) -> Tensor:
+        """(N, 3) world points -> (N,) world-unit SDF, clipped to the bounding sphere (outside there)."""
+        xn = self.field.to_unit(x.to(self.device))
+        f = self.field.sdf(xn)
+        return (torch.maximum(f, xn.norm(dim=-1) - 1.0) * self.field.radius).float().cpu()
+
+    @torch.no_grad()
+    def extract_mesh(self, resolution: Optional[int] = None, colors: bool = True, original_units: bool = False,
+                     chunk: int = 1 << 16):
+        """Marching cubes on the SDF's zero level set inside the bounding sphere.
+
+        Args:
+            resolution: grid vertices per axis (default ``cfg.mesh_resolution``).
+            colors: vertex colors from the color network, viewed from outside along the normal.
+            original_units: map the mesh back to the capture's source units (undo the normalization).
+        Returns:
+            :class:`recon3d.mesh.TriangleMesh`, faces CCW seen from outside.
+        """
+        self.field.eval()
+        res = int(resolution or self.cfg.mesh_resolution)
+        c, r = self.field.center.cpu(), self.field.radius
+        aabb = torch.stack([c - r, c + r])
+        t = time.perf_counter()
+        mesh = extract_level_set(self.sdf_fn, aabb, res, level=0.0, chunk=chunk)
+        mesh.metadata.update({"method": "sdf", "resolution": res, "seconds": round(time.perf_counter() - t, 2)})
+        if colors and mesh.num_vertices:
+            mesh.vertex_colors = self._vertex_colors(mesh.vertices, chunk)
+        return mesh_in_original_units(mesh, self.scene) if original_units else mesh
+
+    def _vertex_colors(self, vertices: np.ndarray, chunk: int) -> np.ndarray:
+        v = torch.from_numpy(vertices).float()
+        out = []
+        for s in range(0, len(v), chunk):
+            xn = self.field.to_unit(v[s:s + chunk].to(self.device))
+            _, g, feat = self.field.sdf_and_gradient(xn, create_graph=False)
+            n = torch.nn.functional.normalize(g, dim=-1)
+            out.append(self.field.color(xn, g, -n, feat).detach().float().cpu())
+        return torch.cat(out).clamp(0, 1).numpy()
