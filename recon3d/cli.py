@@ -20,6 +20,10 @@ from pathlib import Path
 
 DATA_FORMATS = ("auto", "blender", "nerfstudio", "colmap", "llff")
 
+#: modules adding further subcommands (``train``, ``predict``, ``demo``); each defines
+#: ``add_commands(subparsers)`` and must import heavy dependencies only inside its handlers.
+COMMAND_MODULES: tuple[str, ...] = ()
+
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset folder (Blender, nerfstudio, COLMAP or LLFF)")
@@ -197,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset with ground-truth cameras for the same images (e.g. data/sample_scene)")
     s.add_argument("--device", default="auto")
     s.set_defaults(fn=cmd_eval)
+
+    # Commands defined next to the code they drive: each module has ``add_commands(subparsers)``.
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return p
 
 

@@ -1,0 +1,78 @@
+"""Feed-forward model names, their classes, their shipped checkpoints, and checkpoint loading.
+
+``recon3d train NAME`` and ``recon3d predict --model NAME`` resolve ``NAME`` here. A model class is
+imported only when asked for, so the CLI stays fast and one model's import error does not break
+the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from recon3d.io.errors import DataError
+
+from .base import FeedForwardModel, load_payload
+
+#: registry name -> "module:Class" of a :class:`FeedForwardModel` subclass.
+MODELS: dict[str, str] = {
+    "pixelnerf": "recon3d.feedforward.pixelnerf.model:PixelNeRF",
+    "lrm": "recon3d.feedforward.lrm.model:LRM",
+    "vggt": "recon3d.feedforward.vggt.model:VGGT",
+}
+
+
+def data_dir() -> Path:
+    """The project's bundled data folder (``$RECON3D_DATA`` overrides)."""
+    env = os.environ.get("RECON3D_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """Path of the checkpoint recon3d trained and ships for model ``name`` (may not exist)."""
+    return data_dir() / "checkpoints" / f"{name}.pt"
+
+
+def model_class(name: str) -> type[FeedForwardModel]:
+    """The class registered as ``name``; ValueError listing the known names otherwise."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    module, attr = MODELS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def load_model(
+    name: str,
+    checkpoint: Optional[str | os.PathLike] = None,
+    device: str | torch.device = "cpu",
+    strict: bool = True,
+) -> FeedForwardModel:
+    """Build model ``name`` with weights from ``checkpoint`` (default: the shipped one), in eval mode.
+
+    A recon3d checkpoint (``format == "recon3d-feedforward"``, written by the trainer) rebuilds the
+    model from its stored config. Any other file is handed to the class's
+    ``from_external_checkpoint(path, payload)`` (published pixelNeRF / VGGT weights), if it has one.
+    Raises DataError naming the file when it cannot be used.
+    """
+    cls = model_class(name)
+    path = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(name)
+    if checkpoint is None and not path.is_file():
+        raise DataError(path, f"no shipped checkpoint for model {name!r}; train one with `recon3d train {name}`")
+    payload = load_payload(path)
+    if payload.get("format") == "recon3d-feedforward":
+        if payload.get("model") != name:
+            raise DataError(path, f"checkpoint is for model {payload.get('model')!r}, not {name!r}")
+        try:
+            model = cls.from_payload(payload, strict=strict)
+        except (RuntimeError, ValueError, TypeError, KeyError) as e:
+            raise DataError(path, f"checkpoint does not fit model {name!r}: {str(e).splitlines()[0]}") from e
+    else:
+        loader = getattr(cls, "from_external_checkpoint", None)
+        if loader is None:
+            raise DataError(path, f"not a recon3d {name} checkpoint and {name} reads no other format")
+        model = loader(path, payload)
+    return model.to(device).eval()
