@@ -2,9 +2,10 @@
 
     recon3d info    --data PATH                 summarize a dataset (format, cameras, splits, bounds)
     recon3d convert --data PATH --out FILE      write a nerfstudio transforms.json for any supported dataset
-    recon3d fit     --images DIR | --data PATH  [--preset quick|default|high] [--out DIR] [--resume]
+    recon3d fit     --images DIR | --data PATH  [--method splat|sugar|nerf|sdf] [--preset quick|default|high]
+                    [--out DIR] [--resume]
     recon3d render  --run DIR [--split test|train|all] [--orbit N]
-    recon3d export  --run DIR [--splats out.ply]
+    recon3d export  --run DIR [--splats out.ply] [--mesh out.glb|obj|ply]   (nerf/sdf runs: the mesh)
     recon3d eval    --run DIR [--gt DATASET]        PSNR/SSIM, and pose error vs ground-truth cameras
 
 Every error in user input exits with status 2 and a one-line message naming the file and the problem.
@@ -22,7 +23,7 @@ DATA_FORMATS = ("auto", "blender", "nerfstudio", "colmap", "llff")
 
 #: modules adding further subcommands (``train``, ``predict``, ``demo``); each defines
 #: ``add_commands(subparsers)`` and must import heavy dependencies only inside its handlers.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("apps.cli", "recon3d.feedforward.cli")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -67,12 +68,13 @@ def cmd_fit(args) -> int:
     opts = FitOptions(data=args.data, images=args.images, format=args.format, downscale=args.downscale,
                       method=args.method, preset=args.preset, max_steps=args.max_steps, device=args.device,
                       backend=args.backend, out=args.out, resume=args.resume, orbit_frames=args.orbit_frames,
-                      matcher=args.matcher)
+                      matcher=args.matcher, mesh_resolution=args.mesh_resolution, poses=args.poses)
     m = run_fit(opts)
     if "test_psnr" in m:
         print(f"test PSNR {m['test_psnr']:.2f} dB  SSIM {m['test_ssim']:.4f}  "
               f"{m['render_ms_per_image']:.1f} ms/image ({m['test_views']} views)")
-    print(f"outputs in {m['out']}: metrics.json, splats.ply, orbit.gif, renders/test/, transforms.json, "
+    model_file = "" if m["method"] in ("nerf", "sdf") else "splats.ply, "
+    print(f"outputs in {m['out']}: metrics.json, {model_file}orbit.gif, renders/test/, transforms.json, "
           f"config.json, checkpoints/")
     if m.get("mesh"):
         print(f"mesh: {', '.join(m['mesh_files'])} ({m['mesh_faces']} faces)")
@@ -104,7 +106,9 @@ def cmd_render(args) -> int:
 def cmd_export(args) -> int:
     from recon3d.pipeline.run import load_run
 
-    trainer, _ = load_run(args.run, device="cpu")
+    trainer, opts = load_run(args.run, device="cpu")
+    if opts.method in ("nerf", "sdf"):
+        return _export_field_mesh(args, trainer, opts.method)
     path = args.splats or args.run / "splats.ply"
     trainer.export_ply(path, original_units=not args.normalized)
     units = "normalized scene units" if args.normalized else "the capture's original units"
@@ -122,13 +126,33 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _export_field_mesh(args, trainer, method: str) -> int:
+    """``export`` of a nerf/sdf run: marching cubes (density level set / SDF zero level set) to --mesh."""
+    from recon3d.io.errors import DataError
+    from recon3d.mesh import export_mesh, scene_up_axis
+
+    if args.splats is not None:
+        raise DataError("--splats", f"a {method} run has no Gaussians to export; use --mesh out.glb|obj|ply")
+    mesh = trainer.extract_mesh(resolution=args.mesh_resolution)
+    if mesh.num_faces == 0:
+        raise DataError(args.run, f"the fitted {method} field gives an empty mesh ({mesh.metadata.get('note', '')})")
+    path = args.mesh or args.run / "mesh.glb"
+    norm = None if args.normalized else trainer.scene.normalization
+    written = export_mesh(mesh, path, normalization=norm, up_axis=scene_up_axis(trainer.scene))
+    units = "normalized scene units" if args.normalized else "the capture's original units"
+    print(f"wrote {', '.join(map(str, written))} ({mesh.num_faces} faces, {mesh.metadata['resolution']}^3 grid, {units})")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from recon3d.io import load_scene
     from recon3d.io.atomic import atomic_write_json
     from recon3d.pipeline.run import load_run, pose_errors_against
 
     trainer, _ = load_run(args.run, device=args.device)
-    result: dict = {"step": trainer.step, "gaussians": len(trainer.model)}
+    result: dict = {"step": trainer.step}
+    if hasattr(trainer, "model"):  # Gaussian-splat runs
+        result["gaussians"] = len(trainer.model)
     if trainer.scene.test_indices:
         ev = trainer.evaluate("test", save_renders=False)
         result.update({"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"]})
@@ -167,16 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", type=Path, help="posed dataset folder (Blender, nerfstudio, COLMAP or LLFF)")
     s.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"),
                    help="SfM feature matching for --images (auto: exhaustive up to 100 images)")
+    s.add_argument("--poses", default="colmap", choices=("colmap", "vggt"),
+                   help="camera poses for --images: pycolmap SfM or the VGGT feed-forward model")
     s.add_argument("--orbit-frames", type=int, default=48, help="frames of the orbit GIF (0: none)")
     s.add_argument("--format", default="auto", choices=DATA_FORMATS)
     s.add_argument("--downscale", type=float, default=1)
-    s.add_argument("--method", default="splat", help="per-scene method (default: splat)")
+    s.add_argument("--method", default="splat",
+                   help="per-scene method: splat (default), sugar (splats + mesh), nerf (hash-grid NeRF), "
+                        "sdf (NeuS-style surface)")
     s.add_argument("--preset", default="default", choices=("quick", "default", "high"))
     s.add_argument("--max-steps", type=int, default=None)
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
     s.add_argument("--backend", default=None, choices=("auto", "torch", "gsplat"), help="rasterizer backend")
     s.add_argument("--out", type=Path, default=None, help="output folder (default outputs/<scene>-<method>)")
     s.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    s.add_argument("--mesh-resolution", type=int, default=None,
+                   help="--method nerf/sdf: marching-cubes nodes per axis (default: the preset's)")
     s.set_defaults(fn=cmd_fit)
 
     s = sub.add_parser("render", help="render views and an orbit from a fit run folder")
@@ -192,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splats", type=Path, default=None, help="3DGS .ply path (default RUN/splats.ply)")
     s.add_argument("--normalized", action="store_true", help="keep recon3d's normalized units")
     s.add_argument("--mesh", type=Path, default=None,
-                   help="also extract the mesh to this .glb/.obj/.ply (runs fitted with --method sugar)")
+                   help="also extract the mesh to this .glb/.obj/.ply (runs fitted with --method sugar, nerf "
+                        "or sdf; for nerf/sdf runs the mesh is what export writes, default RUN/mesh.glb)")
+    s.add_argument("--mesh-resolution", type=int, default=None,
+                   help="nerf/sdf runs: marching-cubes nodes per axis (default: the run config's mesh_resolution)")
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("eval", help="metrics of a run folder, and pose error against ground truth")

@@ -27,7 +27,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", default=None, choices=("off", "on", "auto"))
     ap.add_argument("--eval-views", type=int, default=None, help="evaluate on the first N test views only")
-    ap.add_argument("--eval-every", type=int, default=0)
+    ap.add_argument("--eval-every", type=int, default=0, help="test PSNR trace every N steps (0: none)")
+    ap.add_argument("--trace-views", type=int, default=4, help="test views of the PSNR trace")
     ap.add_argument("--mesh-resolution", type=int, default=0, help="also extract a density mesh (0: no)")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench_nerf"))
     ap.add_argument("--no-progress", action="store_true")
@@ -43,6 +44,7 @@ def main() -> None:
     scene = normalize_scene(load_scene(args.data))
     cfg = preset(args.preset, max_steps=args.max_steps, compile=args.compile, eval_every=args.eval_every)
     cfg.max_seconds = 60.0 * args.minutes
+    cfg.eval_views = args.trace_views
     cfg.checkpoint_every = 0
     trainer = NerfTrainer(scene, cfg, args.out, device=args.device)
     t_setup = time.perf_counter() - t0

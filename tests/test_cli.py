@@ -72,3 +72,46 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # argparse: --images and --data are exclusive
         main(["fit", "--data", "a", "--images", "b"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("method", ["nerf", "sdf"])
+def test_fit_field_method_run_folder(method, tiny_blender, tmp_path, capsys):
+    """--method nerf|sdf: the run folder (metrics, renders, orbit, mesh in three formats), --resume,
+    and render / export --mesh / eval on it."""
+    import numpy as np
+    import trimesh
+
+    out = tmp_path / method
+    args = ["--threads", "1", "fit", "--data", str(tiny_blender), "--method", method, "--preset", "quick",
+            "--max-steps", "40", "--orbit-frames", "2", "--mesh-resolution", "48", "--out", str(out)]
+    assert main(args) == 0
+    for name in ("config.json", "run.json", "metrics.json", "orbit.gif", "transforms.json",
+                 "mesh.glb", "mesh.obj", "mesh.ply"):
+        assert (out / name).is_file(), name
+    assert not (out / "splats.ply").exists()
+    assert len(list((out / "renders" / "test").glob("*.png"))) == 2
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == method and m["steps"] == 40 and m["test_views"] == 2 and 5 < m["test_psnr"] < 60
+    assert m["mesh_faces"] > 50 and json.loads((out / "config.json").read_text())["mesh_resolution"] == 48
+    # the mesh is in the capture's units: inside the generated object's bounds (radius ~1, unnormalized)
+    ply = trimesh.load(out / "mesh.ply", force="mesh", process=False)
+    assert len(ply.faces) == m["mesh_faces"] and np.abs(ply.vertices).max() < 2.0
+    assert "test PSNR" in capsys.readouterr().out
+    # --resume continues the same run (the config is reloaded from config.json)
+    assert main(args[:-5] + ["--max-steps", "45", "--out", str(out), "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 45
+    assert main(["render", "--run", str(out), "--split", "test", "--out", str(tmp_path / "r")]) == 0
+    assert len(list((tmp_path / "r" / "test").glob("*.png"))) == 2
+    assert main(["export", "--run", str(out), "--mesh", str(tmp_path / "m.obj"), "--mesh-resolution", "32"]) == 0
+    assert (tmp_path / "m.obj").is_file() and "faces" in capsys.readouterr().out
+    assert main(["export", "--run", str(out), "--splats", str(tmp_path / "s.ply")]) == 2  # no Gaussians
+    assert "no Gaussians" in capsys.readouterr().err
+    assert main(["eval", "--run", str(out)]) == 0
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["step"] == 45 and "gaussians" not in ev and ev["test_psnr"] > 5
+
+
+def test_fit_unknown_method_is_exit_2(tiny_blender, tmp_path, capsys):
+    assert main(["fit", "--data", str(tiny_blender), "--method", "nerv", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "nerv" in err and "nerf" in err and "sdf" in err

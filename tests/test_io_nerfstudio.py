@@ -194,3 +194,77 @@ def test_writer_from_cameras(tmp_path):
     out = write_nerfstudio_transforms(cams, tmp_path, paths, splits={"train": [1, 2], "test": [0]})
     meta = json.loads(out.read_text())
     assert meta["val_filenames"] == meta["test_filenames"] == ["a.png"]
+
+
+def _process_data_layout(root, masks=True):
+    """A folder as ``ns-process-data`` leaves it: images/ + images_2/ (+ masks_2/), colmap/, sparse_pc.ply."""
+    meta, gl, paths = _base(root, model="PINHOLE", masks=masks)
+    small = write_images(root, [f"images_2/frame_{i:03d}.png" for i in range(N)], height=3, width=4)
+    if masks:
+        m = np.full((3, 4), 255, np.uint8)
+        m[:, 0] = 0
+        (root / "masks_2").mkdir()
+        for i in range(N):
+            Image.fromarray(m).save(root / "masks_2" / f"m{i}.png")
+    (root / "colmap" / "sparse" / "0").mkdir(parents=True)
+    (root / "colmap" / "database.db").write_bytes(b"")
+    applied = [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [-0.0, -1.0, -0.0, -0.0]]
+    write_points_ply(root / "sparse_pc.ply", torch.randn(12, 3), torch.rand(12, 3))
+    meta.update(ply_file_path="sparse_pc.ply", applied_transform=applied)
+    _write(root, meta)
+    return meta, paths, small
+
+
+def test_process_data_layout_uses_images_2(tmp_path):
+    meta, full, small = _process_data_layout(tmp_path)
+    sc = read_nerfstudio(tmp_path, downscale=2)
+    assert sc.image_paths == small and sc.downscale == 2 and sc.metadata["files_downscale"] == 2
+    assert sc.cameras.width.tolist() == [4] * N and sc.cameras.height.tolist() == [3] * N
+    np.testing.assert_allclose(sc.cameras.fx, 3.5) and np.testing.assert_allclose(sc.cameras.cx, 2.05, rtol=1e-6)
+    np.testing.assert_allclose(sc.cameras.c2w, torch.from_numpy(ring_poses(N)).float(), atol=1e-6)
+    img = sc.image(1)  # the images_2 file itself, not a resized copy of images/
+    assert img.shape == (3, 4, 3)
+    np.testing.assert_allclose(img.numpy(), np.asarray(Image.open(small[1]), np.float32) / 255, atol=1e-6)
+    assert sc.mask_paths[0] == tmp_path / "masks_2" / "m0.png" and not sc.mask(0)[:, 0].any()
+    assert sc.points.shape == (12, 3) and sc.metadata["applied_transform"] == meta["applied_transform"]
+    # splits still match the full-size names the JSON lists
+    assert sc.test_indices == [0, 8]
+    # factor 4 has no images_4/: the full-size images are shrunk on load instead
+    sc4 = read_nerfstudio(tmp_path, downscale=4)
+    assert sc4.image_paths == full and sc4.cameras.width.tolist() == [2] * N and "files_downscale" not in sc4.metadata
+    # the written copy keeps applied_transform and points at the pre-shrunk files with their intrinsics
+    out = write_nerfstudio_transforms(sc, tmp_path / "copy")
+    back = json.loads(out.read_text())
+    assert back["applied_transform"] == meta["applied_transform"] and back["w"] == 4
+    assert back["frames"][0]["file_path"] == "../images_2/frame_000.png"
+    np.testing.assert_allclose(read_nerfstudio(out).cameras.fx, sc.cameras.fx, rtol=1e-6)
+
+
+def test_images_2_incomplete_falls_back_to_full_size(tmp_path):
+    _, full, small = _process_data_layout(tmp_path, masks=False)
+    small[3].unlink()
+    sc = read_nerfstudio(tmp_path, downscale=2)
+    assert sc.image_paths == full and sc.cameras.width.tolist() == [4] * N and sc.image(3).shape == (3, 4, 3)
+
+
+def test_writer_normalized_scene_goes_out_in_capture_world(tmp_path):
+    sc = _scene(tmp_path)
+    norm_sc = normalize_scene(sc, target_radius=1.0)
+    assert not np.allclose(norm_sc.cameras.c2w, sc.cameras.c2w, atol=1e-3)
+    out = write_nerfstudio_transforms(norm_sc, tmp_path / "n.json")
+    meta = json.loads(out.read_text())
+    assert meta["recon3d_world"] == "original"
+    written = torch.tensor([fr["transform_matrix"] for fr in meta["frames"]])
+    np.testing.assert_allclose(written, opencv_to_nerfstudio(sc.cameras.c2w), atol=1e-5)  # capture units
+    from recon3d.io.ply import read_points_ply
+    np.testing.assert_allclose(read_points_ply(tmp_path / "sparse_pc.ply")[0], sc.points, atol=1e-5)
+    back = read_nerfstudio(out)  # normalized again on reading
+    np.testing.assert_allclose(back.cameras.c2w, norm_sc.cameras.c2w, atol=1e-5)
+    np.testing.assert_allclose(back.points, norm_sc.points, atol=1e-5)
+    # a file from before recon3d_world existed holds normalized poses: taken as they are
+    del meta["recon3d_world"]
+    meta["frames"] = [{**fr, "transform_matrix": opencv_to_nerfstudio(norm_sc.cameras.c2w[i]).tolist()}
+                      for i, fr in enumerate(meta["frames"])]
+    _write(tmp_path, {**meta, "ply_file_path": None})  # same folder as n.json: file paths stay valid
+    legacy = read_nerfstudio(tmp_path / "transforms.json")
+    np.testing.assert_allclose(legacy.cameras.c2w, norm_sc.cameras.c2w, atol=1e-5)

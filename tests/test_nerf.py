@@ -15,7 +15,7 @@ from recon3d.core.volume_rendering import weights_from_densities
 from recon3d.io import load_scene
 from recon3d.io.normalize import normalize_scene
 from recon3d.methods.checkpoint import checkpoint_path
-from recon3d.methods.nerf import FieldConfig, MarchConfig, NerfConfig, NerfTrainer
+from recon3d.methods.nerf import FieldConfig, MarchConfig, NerfConfig, NerfField, NerfTrainer, render_rays
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,30 @@ def test_march_skips_empty_space():
     assert (x[:, 0].abs() < 0.3 + 2 * 2 / 32).all()  # within the ball, up to a cell
     t = m.t_mid
     assert (t[1:] >= t[:-1]).all()  # sorted along the ray
+
+
+def test_empty_scene_grid_returns_no_samples():
+    """An occupancy grid refreshed on an empty scene (zero density) marks no cell, so marching
+    returns no samples at all, and rendering through it is transparent."""
+    grid = OccupancyGrid(SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), 32)
+    assert grid.occupancy_fraction() == 1.0  # before any update every cell may hold matter
+    frac = grid.update(lambda x: torch.zeros(len(x)), threshold=0.01, decay=0.95)
+    assert frac == 0.0
+    g = torch.Generator().manual_seed(0)
+    o = torch.randn(64, 3, generator=g) * 0.3 + torch.tensor([0.0, 0.0, -3.0])
+    d = torch.nn.functional.normalize(torch.randn(64, 3, generator=g) * 0.2 + torch.tensor([0.0, 0.0, 1.0]), dim=-1)
+    rays = RayBundle(o, d)
+    cfg = MarchConfig(num_steps=128)
+    from recon3d.methods.nerf.renderer import march_rays, ray_segments
+
+    nears, fars, spacing = ray_segments(rays, grid, cfg)
+    for stratified in (False, True):
+        m = grid.march(rays, nears, fars, cfg.num_steps, stratified, generator=g, spacing=spacing)
+        assert len(m) == 0 and m.counts().sum() == 0
+    field = NerfField(grid.box, FieldConfig(num_levels=2, log2_hashmap_size=10, base_resolution=4, max_resolution=8, hidden_dim=8))
+    assert len(march_rays(field, grid, rays, cfg, True, g)) == 0
+    out = render_rays(field, grid, rays, cfg, False)
+    assert out["num_samples"] == 0 and torch.equal(out["opacity"], torch.zeros(64, 1))
 
 
 def test_two_level_march_matches_single_level():

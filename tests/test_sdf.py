@@ -14,9 +14,9 @@ from recon3d.core.volume_rendering import weights_from_alphas
 from recon3d.io import load_scene
 from recon3d.io.normalize import normalize_scene
 from recon3d.methods.checkpoint import checkpoint_path
+from recon3d.mesh import extract_isosurface
 from recon3d.methods.sdf import (
-    NeusSamplingConfig, SdfConfig, SdfField, SdfFieldConfig, SdfTrainer, extract_level_set, marching_tetrahedra,
-    neus_alphas, render_neus,
+    NeusSamplingConfig, SdfConfig, SdfField, SdfFieldConfig, SdfTrainer, neus_alphas, render_neus,
 )
 from recon3d.methods.sdf.rendering import neus_alphas_from_edges
 
@@ -59,7 +59,7 @@ def test_geometric_init_is_a_sphere(geometry):
         f = field.sdf(xn)
     assert torch.allclose(f, xn.norm(dim=-1) - 0.5, atol=0.05)
     c = field.center
-    mesh = extract_level_set(field.world_sdf, torch.stack([c - 2.0, c + 2.0]), resolution=48)
+    mesh = extract_isosurface(field.world_sdf, torch.stack([c - 2.0, c + 2.0]), resolution=48, device="cpu")
     r = np.linalg.norm(mesh.vertices - c.numpy(), axis=-1)
     assert mesh.num_faces > 500
     assert abs(r.mean() - 1.0) < 0.05 and r.std() < 0.05  # radius 0.5 unit = 1.0 world
@@ -69,17 +69,37 @@ def test_geometric_init_is_a_sphere(geometry):
     assert vol == pytest.approx(4 / 3 * np.pi, rel=0.1)
 
 
-def test_marching_tetrahedra_is_watertight_and_oriented():
-    g = np.linspace(-1, 1, 21)
-    X, Y, Z = np.meshgrid(g, g, g, indexing="ij")
-    vol = np.maximum(np.abs(X), np.maximum(np.abs(Y), np.abs(Z))) - 0.55  # a cube, outside positive
-    verts, faces = marching_tetrahedra(vol, 0.0)
-    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    _, counts = np.unique(edges, axis=0, return_counts=True)
-    assert (counts == 2).all()  # closed, manifold
-    p = verts[faces] * 0.1 - 1
-    signed = np.einsum("ij,ij->i", p[:, 0], np.cross(p[:, 1], p[:, 2])).sum() / 6
-    assert signed == pytest.approx(1.1**3, rel=0.05)
+def test_neus_weights_peak_at_sphere_surface():
+    """Rays through an analytic sphere SDF: the weights peak where the ray enters the sphere."""
+    radius, s_sharp = 0.5, 400.0
+    o = torch.tensor([[0.0, 0.0, -2.0], [0.0, 0.3, -2.0], [0.2, -0.25, -2.0]])
+    d = torch.tensor([0.0, 0.0, 1.0]).expand(3, 3)
+    samples = uniform_samples(torch.full((3, 1), 0.5), torch.full((3, 1), 3.5), 600, stratified=False)
+    x = o[:, None, :] + d[:, None, :] * samples.t_mid[..., None]
+    sdf = x.norm(dim=-1) - radius
+    grad = torch.nn.functional.normalize(x, dim=-1)
+    cos = (grad * d[:, None, :]).sum(-1)
+    w = weights_from_alphas(neus_alphas(sdf, cos, samples.deltas, torch.tensor(s_sharp)))
+    # analytic entry distance: 2 - sqrt(r^2 - rho^2) for a ray at distance rho from the center
+    rho = o[:, :2].norm(dim=-1)
+    entry = 2.0 - torch.sqrt(radius**2 - rho**2)
+    peak = samples.t_mid.gather(1, w.argmax(dim=1, keepdim=True))[:, 0]
+    assert torch.allclose(peak, entry, atol=2 * 3.0 / 600), (peak, entry)
+    assert torch.allclose(w.sum(-1), torch.ones(3), atol=1e-2)  # the sphere is opaque
+    # nothing behind the front surface: the exit crossing (where f rises through 0) gets no weight
+    behind = samples.t_mid > entry[:, None] + 0.1
+    assert float((w * behind).sum()) < 1e-3
+
+
+def test_marching_cubes_of_sphere_sdf_gives_its_radius(tiny_scene, tmp_path):
+    """The trainer's meshing path on an analytic SDF (the geometric init is exactly |x| - r0)."""
+    tr = SdfTrainer(tiny_scene, _tiny_cfg(mesh_resolution=64), tmp_path)
+    r_world = tr.field.cfg.init_radius * tr.field.radius
+    mesh = tr.extract_mesh(colors=False)
+    r = np.linalg.norm(mesh.vertices - tr.field.center.numpy(), axis=-1)
+    cell = 2 * tr.field.radius / 63
+    assert abs(r.mean() - r_world) < 0.1 * cell and r.std() < 0.1 * cell
+    assert mesh.metadata["method"] == "sdf" and mesh.num_faces > 1000
 
 
 def test_render_neus_on_initial_sphere():
@@ -106,14 +126,15 @@ def _tiny_cfg(**kw) -> SdfConfig:
 
 
 def test_sdf_trainer_fits_and_meshes(tiny_scene, tmp_path):
-    tr = SdfTrainer(tiny_scene, _tiny_cfg(), tmp_path)
+    tr = SdfTrainer(tiny_scene, _tiny_cfg(max_steps=60), tmp_path)
     assert tr.mask_source == "masks"
     assert 0.2 < tr.field.radius < 0.6  # around the object (radius 0.95 / ~3.6 in normalized units)
-    first = tr.train_step()
-    summary = tr.fit(progress=False)
-    assert summary["steps"] == 30
-    last = summary["history"][-1] if summary["history"] else first
-    assert np.isfinite(last["loss"])
+    first = [tr.train_step()["loss"] for _ in range(5)]
+    summary = tr.fit(progress=False, log_every=5)
+    assert summary["steps"] == 60
+    last = [h["loss"] for h in summary["history"][-3:]]
+    assert np.isfinite(last).all()
+    assert np.mean(last) < 0.8 * np.mean(first), (first, last)  # the fit lowers the loss
     res = tr.render(tiny_scene.cameras[:1])
     assert res.colors.shape == (1, 24, 24, 3)
     mesh = tr.extract_mesh()

@@ -16,7 +16,6 @@ shared quadrature of :mod:`recon3d.core.volume_rendering` (padding bins have zer
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 

@@ -12,6 +12,7 @@ Format (all paths relative to the JSON's folder)::
       "ply_file_path": "sparse_pc.ply",      # optional points, same world as the poses
       "applied_transform": [[...3x4...]],    # kept in scene.metadata, not applied
       "train_filenames": [...], "val_filenames": [...], "test_filenames": [...]   # optional
+      "recon3d_normalization": {"transform": 4x4}, "recon3d_world": "original"   # recon3d's own, optional
     }
 
 Every intrinsic may be top-level (shared) or per frame (a frame's value wins). ``transform_matrix``
@@ -19,20 +20,31 @@ is camera-to-world with OpenGL camera axes (x right, y up, z back), converted wi
 :func:`recon3d.core.conventions.nerfstudio_to_opencv`. Pixel coordinates (cx, cy) use the same
 corner-origin convention as recon3d, so they are taken as is.
 
+recon3d writes poses and points in the capture's world and records the scene normalization
+(``recon3d_normalization``, applied again on reading when ``recon3d_world`` is ``"original"``;
+files without ``recon3d_world`` hold already-normalized poses and are read as they are).
+
 Defaults: ``fl_y = fl_x``; ``cx, cy = w/2, h/2``; ``w, h`` from the image file; a missing
 ``fl_x`` may be given as ``camera_angle_x``. Like nerfstudio, a perspective model applies whatever
 k1, k2, k3, p1, p2 are present (so ``PINHOLE`` with coefficients reads as ``opencv``); fisheye uses
 k1..k4. Frames keep their JSON order. Splits: the ``*_filenames`` lists when present (test falls
 back to val; train to the remaining frames), otherwise every 8th frame (0, 8, ...) is test and the
 rest train (nerfstudio's own default is a 90/10 fraction split of the name-sorted frames).
-Not supported: nerfstudio's automatic ``images_N/`` downscale folders, depth files, equirectangular
-and FISHEYE624 cameras.
+``ns-process-data`` layouts: ``images/`` with the ``images_2/``, ``images_4/``, ``images_8/``
+downscaled copies (and ``masks_N/``), ``colmap/`` (the SfM model it came from, ignored: the JSON is
+the source of truth), ``sparse_pc.ply`` through ``ply_file_path`` (already in the JSON's world), and
+``applied_transform`` (the COLMAP-to-JSON world change ns-process-data applied; recorded in
+``scene.metadata`` and written back unchanged). An integer ``downscale`` with an ``images_{d}/``
+folder uses those pre-shrunk files the way nerfstudio's own parser does (``images_{d}/<file name>``,
+masks from ``masks_{d}/`` when present), otherwise the full-size images are shrunk on load.
+Not supported: depth files, equirectangular and FISHEYE624 cameras.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -177,19 +189,49 @@ def read_nerfstudio(path: str | Path, downscale: float = 1, background=None) -> 
     splits = _split_lists(meta, paths, jp)
     train, test, val = splits if splits is not None else (*every_nth_split(len(paths), TEST_EVERY), None)
     metadata = {k: meta[k] for k in ("applied_transform", "applied_scale") if k in meta}
+    paths, masks, files_ds = _downscaled_copies(jp.parent, paths, masks, downscale)
+    if files_ds != 1:
+        metadata.update(files_downscale=files_ds, images_dir=str(jp.parent / f"images_{files_ds}"))
     norm = Normalization.identity()
     if "recon3d_normalization" in meta:
         try:
             norm = Normalization.from_dict(meta["recon3d_normalization"])
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(jp, f"invalid 'recon3d_normalization' ({e})") from e
+        if meta.get("recon3d_world") == "original":  # poses/points in the capture's world: normalize them again
+            cams = norm.apply_cameras(cams)
+            points = None if points is None else norm.apply_points(points)
     name = jp.parent.name
-    return finalize_scene(
-        cams, paths, downscale=downscale, source=jp,
+    scene = finalize_scene(
+        cams, paths, downscale=downscale / files_ds, allow_resized=files_ds != 1, source=jp,
         mask_paths=masks if any(m is not None for m in masks) else None,
         train_indices=train, test_indices=test, val_indices=val, points=points, point_colors=colors,
         background=background, normalization=norm, name=name, source_format="nerfstudio", metadata=metadata,
     )
+    scene.downscale = downscale
+    return scene
+
+
+def _downscaled_copies(root: Path, paths: list[Path], masks: list[Path | None],
+                       downscale: float) -> tuple[list[Path], list[Path | None], int]:
+    """ns-process-data's pre-shrunk copies for an integer ``downscale`` d: ``root/images_{d}/<name>``.
+
+    Used only when every frame has its copy (else the full-size files, factor 1). Masks move to
+    ``root/masks_{d}/<name>`` where those exist (a full-size mask is resized on load otherwise).
+    Returns (image paths, mask paths, the factor the returned files are already shrunk by).
+    """
+    if downscale == 1 or not float(downscale).is_integer():
+        return paths, masks, 1
+    d = int(downscale)
+    folder = root / f"images_{d}"
+    if not folder.is_dir():
+        return paths, masks, 1
+    small = [folder / p.name for p in paths]
+    if not all(p.is_file() for p in small):
+        return paths, masks, 1
+    mask_folder = root / f"masks_{d}"
+    small_masks = [m if m is None or not (mask_folder / m.name).is_file() else mask_folder / m.name for m in masks]
+    return small, small_masks, d
 
 
 # ---------------------------------------------------------------------------------- writer
@@ -233,7 +275,10 @@ def write_nerfstudio_transforms(
             so a downscaled scene is written against its full-resolution images.
     Returns:
         the JSON path. Poses are written as OpenGL camera-to-world; intrinsics top-level when all
-        frames share them, else per frame; file paths relative to the JSON's folder.
+        frames share them, else per frame; file paths relative to the JSON's folder. A normalized
+        Scene is written in its original (capture) world, the world of recon3d's ``splats.ply`` and
+        meshes, with ``recon3d_normalization`` and ``"recon3d_world": "original"`` recorded so that
+        :func:`read_nerfstudio` returns the normalized scene again; nerfstudio ignores both keys.
     """
     out = Path(path)
     if out.is_dir() or out.suffix.lower() != ".json":
@@ -252,7 +297,14 @@ def write_nerfstudio_transforms(
             if sc.val_indices is not None:
                 splits["val"] = sc.val_indices
         if not sc.normalization.is_identity:
-            extra["recon3d_normalization"] = sc.normalization.to_dict()
+            # poses and points go out in the capture's world (the one splats.ply and meshes use);
+            # the normalization is recorded so read_nerfstudio rebuilds the normalized scene
+            norm = sc.normalization
+            cams = replace(cams, c2w=norm.inverse_c2w(cams.c2w).float(), distortion=cams.distortion.clone())
+            if points is not None:
+                points = norm.inverse_points(torch.as_tensor(points, dtype=torch.float32))
+            extra["recon3d_normalization"] = norm.to_dict()
+            extra["recon3d_world"] = "original"
         for key in ("applied_transform", "applied_scale"):
             if key in sc.metadata:
                 extra[key] = sc.metadata[key]

@@ -12,21 +12,31 @@ format   file up      why
                       converts Y-up -> Z-up with (x, y, z) -> (x, -z, y).
 .obj     +Y           Blender's OBJ importer defaults to "Forward -Z, Up Y", the same
                       conversion; most other tools also read OBJ as Y-up.
-.ply     world up     written in the capture's own axes (Z-up for Blender / nerfstudio /
-                      recon3d synthetic worlds): Blender's PLY importer defaults to
-                      "Forward Y, Up Z", i.e. no conversion.
+.ply     +Z           Blender's PLY importer applies no axis conversion (its "Forward Y, Up Z"
+                      default is the identity), so the file holds Blender's Z-up coordinates:
+                      exactly what its glTF/OBJ importers make of the Y-up files, hence all
+                      three formats coincide in Blender. A Z-up capture is written unrotated.
 =======  ===========  ======================================================================
 
 ``up_axis`` names the capture world's up direction: ``'z'`` (default: Blender, NeRF-synthetic,
 nerfstudio and recon3d's synthetic worlds), ``'y'``, ``'-y'`` (COLMAP/OpenCV worlds often have
 -y up), ..., or any 3-vector (e.g. :func:`up_from_cameras` for a structure-from-motion world). The
 rotation from world up to file up is the smallest one; for the default Z-up world written as Y-up
-it is ``(x, y, z) -> (x, z, -y)`` (Blender's glTF/OBJ importers apply exactly the inverse).
+it is ``(x, y, z) -> (x, z, -y)`` (Blender's glTF/OBJ importers apply exactly the inverse). A
+``'z'`` file up (PLY) is that Y-up rotation followed by Blender's Y-up -> Z-up import conversion
+``(x, y, z) -> (x, -z, y)``: the identity for Z-up captures, and for other captures the same
+orientation the GLB/OBJ files get in Blender (a plain smallest rotation to +Z could differ from it
+by a turn about Z).
 
 Appearance: UV textures (``mesh.uvs`` + ``mesh.texture``) go to GLB as an embedded PNG and to OBJ as
 ``<stem>.mtl`` + ``<stem>.png`` beside the ``.obj``; vertex colours go to GLB ``COLOR_0``, OBJ
 ``v x y z r g b`` lines and PLY ``red/green/blue``. PLY has no standard texture: a textured mesh
 is written with per-vertex colours sampled from its texture.
+
+Colour spaces: ``TriangleMesh`` colours and textures are sRGB. glTF defines ``COLOR_0`` as *linear*
+(Blender's glTF importer reads it so), so GLB vertex colours are converted to linear light and
+stored as float32 (8-bit linear would lose the darks: sRGB 5/255 would round to 0); OBJ and PLY
+colours are read as sRGB by Blender and stay sRGB (8-bit). Textures are sRGB PNGs in every format.
 
 Writes are atomic: files are written to a temporary folder beside the destination and moved into
 place only when all of them are complete.
@@ -37,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 from typing import Sequence, Union
@@ -46,7 +57,9 @@ import numpy as np
 from .types import TriangleMesh
 
 FORMATS = (".glb", ".obj", ".ply")
-FILE_UP = {".glb": "y", ".obj": "y", ".ply": None}  # None: keep the world's own up axis
+FILE_UP = {".glb": "y", ".obj": "y", ".ply": "z"}  # "z": Blender's Z-up world (see the module docstring)
+# Blender's glTF/OBJ importers (default axes) take file Y-up coordinates to its Z-up world by this map
+_Y_UP_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 _AXES = {
     "x": (1.0, 0.0, 0.0), "-x": (-1.0, 0.0, 0.0),
@@ -125,12 +138,17 @@ def normalized_to_world(normalization) -> np.ndarray:
 def export_transform(normalization=None, up_axis: UpAxis = "z", file_up: UpAxis | None = "y") -> np.ndarray:
     """(4, 4) float64 map from the normalized frame to the file's coordinates.
 
-    ``file_up=None`` keeps the world's axes (PLY).
+    ``file_up``: None keeps the world's axes; ``'z'`` gives Blender's Z-up world as its Y-up
+    importers produce it (``_Y_UP_TO_BLENDER @ rotation_between(up_axis, 'y')``, the identity for a
+    Z-up world); any other axis name / 3-vector: the smallest rotation from ``up_axis`` to it.
     """
     T = normalized_to_world(normalization)
     if file_up is not None:
         R = np.eye(4)
-        R[:3, :3] = rotation_between(up_axis, file_up)
+        if isinstance(file_up, str) and file_up.strip().lower().lstrip("+") == "z":
+            R[:3, :3] = _Y_UP_TO_BLENDER @ rotation_between(up_axis, "y")
+        else:
+            R[:3, :3] = rotation_between(up_axis, file_up)
         T = R @ T
     return T
 
@@ -202,6 +220,89 @@ def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
+# ---------------------------------------------------------------------------------- GLB chunks
+_GLB_COMPONENTS = {5121: np.uint8, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
+_GLB_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+
+
+def _glb_split(data: bytes) -> tuple[dict, bytes]:
+    """A binary glTF's JSON document and BIN chunk."""
+    magic, version, _ = struct.unpack_from("<4sII", data, 0)
+    if magic != b"glTF" or version != 2:
+        raise ValueError("not a glTF 2.0 binary (.glb)")
+    jlen, jtype = struct.unpack_from("<I4s", data, 12)
+    if jtype != b"JSON":
+        raise ValueError("the first GLB chunk is not JSON")
+    doc = json.loads(data[20:20 + jlen])
+    off = 20 + jlen
+    binary = b""
+    if off + 8 <= len(data):
+        blen, btype = struct.unpack_from("<I4s", data, off)
+        if btype == b"BIN\x00":
+            binary = data[off + 8:off + 8 + blen]
+    return doc, binary
+
+
+def _glb_join(doc: dict, binary: bytes) -> bytes:
+    j = json.dumps(doc, separators=(",", ":")).encode()
+    j += b" " * (-len(j) % 4)
+    b = binary + b"\x00" * (-len(binary) % 4)
+    chunks = struct.pack("<I4s", len(j), b"JSON") + j
+    if b:
+        chunks += struct.pack("<I4s", len(b), b"BIN\x00") + b
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks
+
+
+def _glb_accessor(doc: dict, binary: bytes, index: int) -> np.ndarray:
+    """(count, width) values of a tightly packed accessor; normalized integers mapped to [0, 1]."""
+    acc = doc["accessors"][index]
+    view = doc["bufferViews"][acc["bufferView"]]
+    dtype = np.dtype(_GLB_COMPONENTS[acc["componentType"]]).newbyteorder("<")
+    width = _GLB_WIDTH[acc["type"]]
+    if view.get("byteStride", dtype.itemsize * width) != dtype.itemsize * width:
+        raise ValueError("interleaved glTF accessors are not supported")
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    a = np.frombuffer(binary, dtype, acc["count"] * width, start).reshape(-1, width)
+    if acc.get("normalized") and dtype.kind == "u":
+        return a.astype(np.float32) / np.iinfo(dtype).max
+    return a.astype(np.float32)
+
+
+def _glb_float_colors(data: bytes, linear: np.ndarray) -> bytes:
+    """The GLB with its (single) mesh's ``COLOR_0`` replaced by (V, 3) float32 linear colours."""
+    doc, binary = _glb_split(data)
+    prims = [p for m in doc.get("meshes", []) for p in m["primitives"] if "COLOR_0" in p["attributes"]]
+    if len(prims) != 1:
+        raise ValueError(f"expected one coloured glTF primitive, found {len(prims)}")
+    acc = doc["accessors"][prims[0]["attributes"]["COLOR_0"]]
+    if acc["count"] != len(linear) or any(a.get("bufferView") == acc["bufferView"] for a in doc["accessors"]
+                                          if a is not acc):
+        raise ValueError("the GLB's COLOR_0 accessor does not match the mesh's vertices")
+    views = doc["bufferViews"]
+    parts = [binary[v.get("byteOffset", 0):v.get("byteOffset", 0) + v["byteLength"]] for v in views]
+    parts[acc["bufferView"]] = np.ascontiguousarray(linear, dtype="<f4").tobytes()
+    out = bytearray()
+    for v, part in zip(views, parts):  # re-pack, every view 4-byte aligned
+        out += b"\x00" * (-len(out) % 4)
+        v["byteOffset"], v["byteLength"] = len(out), len(part)
+        out += part
+    for key in ("normalized", "min", "max", "byteOffset"):
+        acc.pop(key, None)
+    acc.update(componentType=5126, type="VEC3")
+    doc["buffers"][0]["byteLength"] = len(out)
+    return _glb_join(doc, bytes(out))
+
+
+def _glb_vertex_colors(path: Path, num_vertices: int) -> np.ndarray | None:
+    """(V, 3) linear colours of a single-primitive GLB's ``COLOR_0`` at full precision, or None."""
+    doc, binary = _glb_split(path.read_bytes())
+    prims = [p for m in doc.get("meshes", []) for p in m["primitives"]]
+    if len(prims) != 1 or "COLOR_0" not in prims[0]["attributes"]:
+        return None
+    c = _glb_accessor(doc, binary, prims[0]["attributes"]["COLOR_0"])
+    return c[:, :3] if len(c) == num_vertices else None
+
+
 # ---------------------------------------------------------------------------------- writers
 def _write_glb(mesh: TriangleMesh, folder: Path, stem: str) -> list[Path]:
     import trimesh
@@ -210,6 +311,8 @@ def _write_glb(mesh: TriangleMesh, folder: Path, stem: str) -> list[Path]:
     tm.metadata = {"recon3d": _jsonable(mesh.metadata)} if mesh.metadata else {}
     scene = trimesh.Scene(geometry={stem: tm})
     data = trimesh.exchange.gltf.export_glb(scene, include_normals=mesh.vertex_normals is not None)
+    if mesh.texture is None and mesh.vertex_colors is not None:  # trimesh wrote 8-bit linear: refine
+        data = _glb_float_colors(data, srgb_to_linear(mesh.vertex_colors))
     out = folder / f"{stem}.glb"
     out.write_bytes(data)
     return [out]
@@ -272,7 +375,7 @@ def export_mesh(
         normalization: the scene's world -> normalized similarity (``scene.normalization``, or its
             (4, 4) matrix) to undo, or None when the mesh is already in world units.
         up_axis: the capture world's up direction (``'z'`` by default; see the module docstring).
-        file_up: the up axis written to the file: ``'auto'`` (+Y for GLB/OBJ, the world's own axes
+        file_up: the up axis written to the file: ``'auto'`` (+Y for GLB/OBJ, Blender's Z-up world
             for PLY), None (no rotation), or an axis name / 3-vector.
     Returns:
         The written paths (the mesh file first).
@@ -332,8 +435,9 @@ def load_mesh(path: str | os.PathLike, normalization=None, up_axis: UpAxis = "z"
             texture = np.asarray(img.convert("RGB"), dtype=np.uint8)
     elif getattr(vis, "kind", None) == "vertex":
         colors = np.asarray(vis.vertex_colors, dtype=np.float32)[:, :3] / 255.0
-        if suffix in (".glb", ".gltf"):  # stored linear (see to_trimesh)
-            colors = linear_to_srgb(colors)
+        if suffix in (".glb", ".gltf"):  # stored linear (see _write_glb), float32 when recon3d wrote it
+            exact = _glb_vertex_colors(path, len(verts)) if suffix == ".glb" else None
+            colors = linear_to_srgb(colors if exact is None else exact)
     mesh = TriangleMesh(verts, faces, vertex_colors=colors, uvs=uvs, texture=texture)
     target = FILE_UP.get(suffix) if (isinstance(file_up, str) and file_up == "auto") else file_up
     T = export_transform(normalization, up_axis, target)

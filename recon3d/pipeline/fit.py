@@ -6,8 +6,9 @@ Run folder layout (``FitOptions.out``)::
     checkpoints/         step_XXXXXXX.pt, atomic, the latest few kept
     renders/test/        held-out views rendered by the fitted model
     orbit.gif            a turntable around the capture
-    splats.ply           3DGS .ply in the capture's original units
-    mesh.glb/.obj/.ply   (--method sugar) the SuGaR mesh, capture units, Blender-ready axes
+    splats.ply           (splat, sugar) 3DGS .ply in the capture's original units
+    mesh.glb/.obj/.ply   (sugar, nerf, sdf) the mesh, capture units, Blender-ready axes: SuGaR's,
+                         the NeRF density level set, or the SDF zero level set (marching cubes)
     sugar/checkpoints/   (--method sugar) regularization checkpoints
     transforms.json      nerfstudio cameras of the scene (with recon3d's normalization recorded)
     metrics.json         PSNR/SSIM on held-out views, times, counts
@@ -27,7 +28,8 @@ from recon3d.io.errors import DataError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("splat", "sugar")
+METHODS = ("splat", "sugar", "nerf", "sdf")
+FIELD_METHODS = ("nerf", "sdf")  # ray-marched neural fields (recon3d.methods.common.RayTrainer)
 
 
 @dataclass
@@ -45,6 +47,8 @@ class FitOptions:
     resume: bool = False
     orbit_frames: int = 48
     matcher: str = "auto"  # SfM matcher for --images
+    poses: str = "colmap"  # --images poses: "colmap" (pycolmap SfM) or "vggt" (feed-forward model)
+    mesh_resolution: int | None = None  # nerf/sdf: marching-cubes nodes per axis (None: the config's)
 
 
 def default_out_dir(opts: FitOptions) -> Path:
@@ -64,6 +68,15 @@ def load_fit_scene(opts: FitOptions, out: Path):
     if opts.data is not None:
         scene = load_scene(opts.data, format=opts.format, downscale=opts.downscale)
         return normalize_scene(scene), {"poses": f"dataset ({scene.source_format})"}
+    if opts.poses == "vggt":
+        from recon3d.sfm.vggt_poses import scene_from_images_vggt
+
+        scene, info = scene_from_images_vggt(opts.images, out / "vggt")
+        if opts.downscale != 1:
+            scene = scene.with_downscale(opts.downscale)
+        return normalize_scene(scene, method="points" if scene.points is not None else "cameras"), info
+    if opts.poses != "colmap":
+        raise DataError("--poses", f"unknown pose source {opts.poses!r}; available: colmap, vggt")
     from recon3d.sfm import scene_from_images
 
     scene, sfm = scene_from_images(opts.images, out / "sfm", matcher=opts.matcher)
@@ -80,6 +93,8 @@ def load_fit_scene(opts: FitOptions, out: Path):
 def _config(opts: FitOptions, out: Path):
     from recon3d.methods.splat.config import SplatConfig, preset
 
+    if opts.method in FIELD_METHODS:
+        return _field_config(opts, out)
     cfg_path = out / "config.json"
     if opts.resume and cfg_path.exists():
         cfg = SplatConfig.load(cfg_path)
@@ -107,6 +122,79 @@ def write_orbit(trainer, path: Path, frames: int) -> Path:
     return path
 
 
+def field_method(method: str):
+    """(trainer class, config class, preset function) of a ray-based method (``nerf`` or ``sdf``)."""
+    if method == "nerf":
+        from recon3d.methods.nerf import NerfConfig, NerfTrainer, preset
+
+        return NerfTrainer, NerfConfig, preset
+    if method == "sdf":
+        from recon3d.methods.sdf import SdfConfig, SdfTrainer, preset
+
+        return SdfTrainer, SdfConfig, preset
+    raise DataError("--method", f"{method!r} is not a neural-field method; those are {', '.join(FIELD_METHODS)}")
+
+
+def _field_config(opts: FitOptions, out: Path):
+    """The nerf/sdf config: the run's config.json on --resume, else the preset (with --max-steps)."""
+    _, config_cls, preset = field_method(opts.method)
+    cfg_path = out / "config.json"
+    if opts.resume and cfg_path.exists():
+        cfg = config_cls.load(cfg_path)
+        if opts.max_steps:
+            cfg.max_steps = opts.max_steps
+    else:
+        cfg = preset(opts.preset, max_steps=opts.max_steps)
+    if opts.mesh_resolution:
+        cfg.mesh_resolution = int(opts.mesh_resolution)
+    return cfg
+
+
+def _fit_field_method(opts: FitOptions, scene, cfg, out: Path, pose_info: dict, t_start: float) -> dict:
+    """``run_fit`` for nerf/sdf: fit (resumable), test metrics, orbit, mesh (GLB/OBJ/PLY), metrics.json."""
+    from recon3d.io.atomic import atomic_write_json
+    from recon3d.mesh import export_mesh_formats, scene_up_axis
+
+    trainer_cls, _, _ = field_method(opts.method)
+    trainer = trainer_cls(scene, cfg, out, device=opts.device)
+    log.info("fitting %s with %s: %d train / %d test views, %d steps, device %s", scene.name, opts.method,
+             len(scene.train_indices), len(scene.test_indices), cfg.max_steps, trainer.device)
+    summary = trainer.fit(resume=opts.resume)
+    metrics: dict = {"method": opts.method, "preset": opts.preset, "source": str(opts.data or opts.images),
+                     **pose_info, "device": str(trainer.device), "steps": summary["steps"],
+                     "train_seconds": round(summary["train_seconds"], 2),
+                     "train_views": len(scene.train_indices), "test_views": len(scene.test_indices)}
+    if opts.method == "nerf":
+        metrics.update({"scene_type": trainer.scene_type, "occupancy": round(trainer.grid.occupancy_fraction(), 4)})
+    else:
+        metrics["sphere_radius_normalized"] = trainer.field.radius
+    if scene.test_indices:
+        ev = trainer.evaluate("test")
+        metrics.update({"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"],
+                        "test_per_view_psnr": ev["per_view_psnr"]})
+        log.info("test PSNR %.2f dB, SSIM %.4f, %.1f ms/image (%d views)", ev["psnr"], ev["ssim"],
+                 ev["ms_per_image"], ev["views"])
+    else:
+        metrics["test_note"] = "the scene has no held-out views; no test metrics"
+    if opts.orbit_frames > 0:
+        metrics["orbit"] = str(write_orbit(trainer, out / "orbit.gif", opts.orbit_frames))
+    mesh = trainer.extract_mesh()
+    metrics["mesh_seconds"] = mesh.metadata.get("seconds")
+    if mesh.num_faces:
+        files = export_mesh_formats(mesh, out, "mesh", normalization=scene.normalization,
+                                    up_axis=scene_up_axis(scene))
+        metrics["mesh"] = str(files["glb"][0])
+        metrics["mesh_files"] = [str(p) for paths in files.values() for p in paths]
+        metrics["mesh_faces"] = mesh.num_faces
+    else:
+        metrics["mesh"] = None
+        metrics["mesh_note"] = f"empty mesh: {mesh.metadata.get('note', 'no surface found')}"
+    metrics["total_seconds"] = round(time.perf_counter() - t_start, 2)
+    atomic_write_json(out / "metrics.json", metrics)
+    metrics["out"] = str(out)
+    return metrics
+
+
 def run_fit(opts: FitOptions) -> dict:
     """Fit, evaluate and export; returns the metrics written to ``metrics.json``."""
     from recon3d.io.nerfstudio import write_nerfstudio_transforms
@@ -125,6 +213,8 @@ def run_fit(opts: FitOptions) -> dict:
 
     save_run_options(opts, out)
     write_nerfstudio_transforms(scene, out / "transforms.json")
+    if opts.method in FIELD_METHODS:
+        return _fit_field_method(opts, scene, cfg, out, pose_info, t_start)
 
     trainer = SplatTrainer(scene, cfg, out, device=opts.device)
     log.info("fitting %s with %s: %d train / %d test views, %d steps, device %s", scene.name, opts.method,

@@ -11,7 +11,7 @@ import numpy as np
 
 from recon3d.io.errors import DataError
 
-from .fit import FitOptions, load_fit_scene
+from .fit import FIELD_METHODS, FitOptions, field_method, load_fit_scene
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     if ckpt is None:
         raise DataError(run_dir / "checkpoints", "no checkpoint found; the run never saved (rerun `recon3d fit`)")
     scene, _ = load_fit_scene(opts, run_dir)
+    if opts.method in FIELD_METHODS:
+        return _load_field_run(run_dir, opts, scene, ckpt, device), opts
     trainer = SplatTrainer(scene, SplatConfig.load(run_dir / "config.json"), run_dir, device=device)
     trainer.load(ckpt)
     sugar_ckpt = latest_checkpoint(run_dir / "sugar" / "checkpoints")
@@ -65,6 +67,18 @@ def load_run(run_dir: str | Path, device: str = "auto"):
         ckpt = sugar_ckpt
     log.info("loaded %s (step %d, %d Gaussians)", ckpt, trainer.step, len(trainer.model))
     return trainer, opts
+
+
+def _load_field_run(run_dir: Path, opts: FitOptions, scene, ckpt: Path, device: str):
+    """A nerf/sdf trainer rebuilt from the run's config.json, with checkpoint ``ckpt`` loaded."""
+    trainer_cls, config_cls, _ = field_method(opts.method)
+    trainer = trainer_cls(scene, config_cls.load(run_dir / "config.json"), run_dir, device=device)
+    try:
+        trainer.load(ckpt)
+    except (ValueError, KeyError, RuntimeError) as e:  # foreign, corrupt or mismatched checkpoint
+        raise DataError(ckpt, f"cannot load this {opts.method} checkpoint: {str(e).splitlines()[0][:200]}") from e
+    log.info("loaded %s (%s, step %d)", ckpt, opts.method, trainer.step)
+    return trainer
 
 
 def pose_errors_against(scene, gt_scene) -> dict:

@@ -1,18 +1,21 @@
-"""Configuration of the NeRF optimizer (hash grid + occupancy grid), with quick/default/high presets."""
+"""Configuration of the NeRF optimizer (hash grid + occupancy grid), with quick/default/high presets.
+
+Lengths are in normalized world units (see :func:`recon3d.io.normalize.normalize_scene`).
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
-from pathlib import Path
+
+from recon3d.methods.config_io import ConfigIO
 
 from .model import FieldConfig
 from .renderer import MarchConfig
 
 
 @dataclass
-class NerfConfig:
+class NerfConfig(ConfigIO):
     max_steps: int = 5_000
     max_seconds: float = 0.0  # stop training after this much wall time (0: no limit); the LR schedule
     #                           then follows max(step / max_steps, elapsed / max_seconds)
@@ -37,50 +40,22 @@ class NerfConfig:
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     march: MarchConfig = dc_field(default_factory=MarchConfig)
     eval_chunk: int = 8192  # rays rendered at once at test time
-    eval_every: int = 0
+    mesh_resolution: int = 256  # marching-cubes nodes per axis of the scene box
+    mesh_threshold: float = 0.0  # density level of the mesh, 1 / world units (0: see NerfTrainer.density_threshold)
+    eval_every: int = 0  # evaluate on the test split every N steps (0: never)
+    eval_views: int = 0  # test views of that periodic evaluation (0: all)
     checkpoint_every: int = 1_000
     keep_checkpoints: int = 2
-    mixed_precision: bool = True  # CUDA only: autocast the MLPs to float16
+    mixed_precision: bool = True  # CUDA only: autocast the networks (bfloat16 where supported, else float16)
     compile: str = "off"  # "off", "on", "auto" (torch.compile when it works here)
     seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "NerfConfig":
-        return from_dict(cls, d)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "NerfConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-def from_dict(cls, d: dict):
-    """Rebuild a (nested) config dataclass from :func:`dataclasses.asdict` output; unknown keys raise."""
-    names = {f.name for f in fields(cls)}
-    kw = {}
-    proto = cls()
-    for k, v in d.items():
-        if k not in names:
-            raise ValueError(f"unknown {cls.__name__} option {k!r}")
-        default = getattr(proto, k)
-        if is_dataclass(default) and isinstance(v, dict):
-            v = from_dict(type(default), v)
-        elif isinstance(v, list):
-            v = tuple(v)
-        kw[k] = v
-    return cls(**kw)
 
 
 PRESETS: dict[str, NerfConfig] = {
     # a couple of minutes on a laptop CPU: coarse but recognizable
     "quick": NerfConfig(max_steps=600, target_samples=1 << 14, grid_resolution=64,
                         field=FieldConfig(num_levels=8, log2_hashmap_size=17, max_resolution=256),
-                        march=MarchConfig(num_steps=256), checkpoint_every=300),
+                        march=MarchConfig(num_steps=256), checkpoint_every=300, mesh_resolution=128),
     # the CPU default (tuned on 200 px NeRF-synthetic): about 20 minutes on two cores
     "default": NerfConfig(max_steps=4_000, target_samples=1 << 15, compile="auto",
                           field=FieldConfig(num_levels=12, log2_hashmap_size=17, max_resolution=512)),

@@ -30,16 +30,15 @@ from torch import Tensor
 from recon3d.core.fields import OccupancyGrid, SceneBox
 from recon3d.core.rays import RayBundle
 
-from .base import RayTrainer, is_object_capture, maybe_compile, object_box, unbounded_box
+from recon3d.methods.common import (
+    RayBatcher, RayTrainer, is_object_capture, maybe_compile, mesh_in_original_units, object_box, unbounded_box,
+)
+
 from .config import NerfConfig
-from .data import RayBatcher
 from .model import NerfField
 from .renderer import march_rays, render_rays, shade_samples
 
 log = logging.getLogger(__name__)
-
-_NAMED = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
-
 
 class _Clock:
     """Accumulates wall time between calls under names (cheap per-phase profiling of a step)."""
@@ -100,12 +99,7 @@ class NerfTrainer(RayTrainer):
         self.use_amp = bool(cfg.mixed_precision and self.device.type == "cuda")
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
-        bg = cfg.background
-        if bg == "auto":
-            bg = "random" if self.data.has_alpha else "scene"
-        if bg not in ("random", "scene", "white", "black"):
-            raise ValueError(f"background must be 'auto', 'random', 'scene', 'white' or 'black', got {cfg.background!r}")
-        self.train_background = bg
+        self.train_background = bg = self._resolve_train_background(cfg.background, self.data.has_alpha)
         self.compiled = maybe_compile(self.field, cfg.compile, self.device, self._probe)
         if self.compiled:
             self.grid.compile(True)
@@ -151,13 +145,6 @@ class NerfTrainer(RayTrainer):
         cfg = self.cfg
         warm = min(1.0, (self.step + 1) / max(cfg.lr_warmup_steps, 1))
         return cfg.lr * warm * cfg.lr_final_factor ** self.progress()
-
-    def _batch_background(self, n: int) -> Tensor:
-        bg = self.train_background
-        if bg == "random":
-            return torch.rand(n, 3, generator=self.generator).to(self.device)
-        color = self.eval_background() if bg == "scene" else torch.tensor(_NAMED[bg])
-        return color.to(self.device).expand(n, 3)
 
     def update_grid(self) -> float:
         cfg = self.cfg
@@ -212,49 +199,60 @@ class NerfTrainer(RayTrainer):
         return {k: (v.float() if isinstance(v, Tensor) else v) for k, v in out.items()}
 
     # ------------------------------------------------------------------ meshing
+    def density_threshold(self) -> float:
+        """Default density level of :meth:`extract_mesh` (1 / world units): ``cfg.mesh_threshold``, or
+        when that is 0 the density at which a slab 1/20 of the box thick is 50% opaque,
+        ``ln 2 / (box size / 20)`` (a trained surface is far denser and empty space far lighter, so
+        the surface barely moves with it)."""
+        if self.cfg.mesh_threshold > 0:
+            return float(self.cfg.mesh_threshold)
+        size = float((self.box.aabb[1] - self.box.aabb[0]).max())
+        return math.log(2.0) / (size / 20.0)
+
     @torch.no_grad()
-    def extract_mesh(self, resolution: int = 256, threshold: Optional[float] = None, colors: bool = True,
+    def extract_mesh(self, resolution: Optional[int] = None, threshold: Optional[float] = None, colors: bool = True,
                      original_units: bool = False, chunk: int = 1 << 16):
-        """Mesh of the density level set ``sigma = threshold`` inside the scene box.
+        """Marching cubes on the density level set ``sigma = threshold`` inside the scene box.
 
         Args:
-            resolution: grid vertices per axis of the box.
-            threshold: density (1 / world units); default: the density at which a slab 1/20 of the
-                box thick is 50% opaque, ``ln 2 / (box size / 20)`` (a trained surface is far denser,
-                empty space far lighter, so the surface barely moves with it).
+            resolution: grid nodes per axis of the box (default ``cfg.mesh_resolution``).
+            threshold: density, 1 / world units (default :meth:`density_threshold`).
             colors: vertex colors from the color network, seen from outside along the normal.
             original_units: map the mesh back to the scene's source units (undo the normalization).
         Returns:
-            :class:`recon3d.mesh.TriangleMesh` (normalized world unless ``original_units``).
+            :class:`recon3d.mesh.TriangleMesh` (normalized world unless ``original_units``), faces
+            counter-clockwise seen from outside; empty when the density never reaches the threshold
+            (``metadata['note']`` says so). Unbounded scenes are meshed in their inner box only.
         """
-        from recon3d.methods.sdf.meshing import extract_level_set, mesh_in_original_units
+        from recon3d.mesh import TriangleMesh, extract_isosurface
 
         self.field.eval()
+        res = int(resolution or self.cfg.mesh_resolution)
+        thr = self.density_threshold() if threshold is None else float(threshold)
         aabb = self.box.aabb.cpu()
-        if self.box.contraction is not None:  # mesh the inner box only
-            log.info("unbounded scene: meshing the inner box %s", aabb.tolist())
-        size = float((aabb[1] - aabb[0]).max())
-        thr = math.log(2.0) / (size / 20.0) if threshold is None else float(threshold)
-
-        def neg_density(x: Tensor) -> Tensor:
-            return -self.field.density(x.to(self.device)).float().cpu()
-
-        mesh = extract_level_set(neg_density, aabb, resolution, level=-thr, chunk=chunk)
-        mesh.metadata.update({"method": "nerf", "density_threshold": thr, "resolution": resolution})
+        if self.box.contraction is not None:
+            log.info("unbounded scene: meshing the inner box %s", [round(v, 3) for v in aabb.flatten().tolist()])
+        t = time.perf_counter()
+        try:
+            mesh = extract_isosurface(lambda x: self.field.density(x).float(), aabb, res, level=thr, inside="above",
+                                      chunk=chunk, device=self.device)
+        except ValueError as e:  # the level set does not cross the box
+            mesh = TriangleMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), metadata={"note": str(e)})
+        mesh.metadata.update({"method": "nerf", "density_threshold": thr, "resolution": res,
+                              "seconds": round(time.perf_counter() - t, 2)})
         if colors and mesh.num_vertices:
             mesh.vertex_colors = self._vertex_colors(mesh, chunk)
         return mesh_in_original_units(mesh, self.scene) if original_units else mesh
 
     def _vertex_colors(self, mesh, chunk: int) -> np.ndarray:
-        v = torch.from_numpy(mesh.vertices).float()
+        """(V, 3) colors seen from outside: the field at a point half a step outside each vertex,
+        looked at along minus the (outward) vertex normal."""
+        v = torch.from_numpy(np.asarray(mesh.vertices, dtype=np.float32))
+        n = torch.nn.functional.normalize(torch.from_numpy(np.asarray(mesh.vertex_normals, dtype=np.float32)), dim=-1)
         out = []
         for s in range(0, len(v), chunk):
-            x = v[s:s + chunk].to(self.device).requires_grad_(True)
-            with torch.enable_grad():
-                sigma = self.field.density(x)
-                (g,) = torch.autograd.grad(sigma.sum(), x)
-            n = -torch.nn.functional.normalize(g, dim=-1)  # outward = density decreasing
-            view = -n  # look at the surface from outside
-            _, rgb = self.field(x.detach() + 0.5 * self.step_size * n, view)
+            x, nn_ = v[s:s + chunk].to(self.device), n[s:s + chunk].to(self.device)
+            with self._autocast():
+                _, rgb = self.field(x + 0.5 * self.step_size * nn_, -nn_)
             out.append(rgb.float().cpu())
         return torch.cat(out).clamp(0, 1).numpy()

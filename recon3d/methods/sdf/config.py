@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
-from pathlib import Path
 
-from recon3d.methods.nerf.config import from_dict
+from recon3d.methods.config_io import ConfigIO
 
 from .model import SdfFieldConfig
 from .rendering import NeusSamplingConfig
 
 
 @dataclass
-class SdfConfig:
+class SdfConfig(ConfigIO):
     max_steps: int = 3_000
     max_seconds: float = 0.0  # wall-time limit (0: none); the LR schedule then follows time too
     rays_per_batch: int = 512
@@ -31,25 +29,12 @@ class SdfConfig:
     field: SdfFieldConfig = dc_field(default_factory=SdfFieldConfig)
     sampling: NeusSamplingConfig = dc_field(default_factory=NeusSamplingConfig)
     eval_chunk: int = 2048
-    eval_every: int = 0
+    eval_every: int = 0  # evaluate on the test split every N steps (0: never)
+    eval_views: int = 0  # test views of that periodic evaluation (0: all)
     checkpoint_every: int = 1_000
     keep_checkpoints: int = 2
     mesh_resolution: int = 256
     seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SdfConfig":
-        return from_dict(cls, d)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "SdfConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 PRESETS: dict[str, SdfConfig] = {

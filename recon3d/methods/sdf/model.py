@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -90,7 +89,6 @@ class SdfField(nn.Module):
 
     @torch.no_grad()
     def _geometric_init(self, gen: torch.Generator) -> None:
-        cfg = self.cfg
         n = len(self.layers)
         for i, layer in enumerate(self.layers):
             out_dim, in_dim = layer.weight.shape

@@ -29,18 +29,13 @@ from torch import Tensor
 
 from recon3d.core.fields import OccupancyGrid
 from recon3d.core.rays import RayBundle
-from recon3d.methods.nerf.base import RayTrainer, is_object_capture, object_box
-from recon3d.methods.nerf.data import RayBatcher
+from recon3d.methods.common import RayBatcher, RayTrainer, is_object_capture, mesh_in_original_units, object_box
 
 from .config import SdfConfig
-from .meshing import extract_level_set, mesh_in_original_units
 from .model import SdfField
 from .rendering import render_neus
 
 log = logging.getLogger(__name__)
-
-_NAMED = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
-
 
 def bounding_radius(data: RayBatcher, center: Tensor, scale: float = 1.15, resolution: int = 64) -> tuple[float, str]:
     """Radius (world units) of a sphere around ``center`` holding the object of a capture.
@@ -92,12 +87,7 @@ class SdfTrainer(RayTrainer):
         if grid_params:
             groups.append({"params": grid_params, "lr": cfg.lr_grid, "base_lr": cfg.lr_grid})
         self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
-        bg = cfg.background
-        if bg == "auto":
-            bg = "random" if self.data.has_alpha else "scene"
-        if bg not in ("random", "scene", "white", "black"):
-            raise ValueError(f"background must be 'auto', 'random', 'scene', 'white' or 'black', got {cfg.background!r}")
-        self.train_background = bg
+        self.train_background = bg = self._resolve_train_background(cfg.background, self.data.has_alpha)
         self.mask_source = None
         if cfg.mask_weight > 0:
             self.mask_source = "masks" if self.data.mask is not None else ("alpha" if self.data.has_alpha else None)
@@ -121,13 +111,6 @@ class SdfTrainer(RayTrainer):
     def cos_anneal_ratio(self) -> float:
         n = self.cfg.cos_anneal_steps
         return 1.0 if n <= 0 else min(1.0, self.step / n)
-
-    def _batch_background(self, n: int) -> Tensor:
-        bg = self.train_background
-        if bg == "random":
-            return torch.rand(n, 3, generator=self.generator).to(self.device)
-        color = self.eval_background() if bg == "scene" else torch.tensor(_NAMED[bg])
-        return color.to(self.device).expand(n, 3)
 
     # ------------------------------------------------------------------ training
     def train_step(self) -> dict:
@@ -181,25 +164,34 @@ class SdfTrainer(RayTrainer):
         """Marching cubes on the SDF's zero level set inside the bounding sphere.
 
         Args:
-            resolution: grid vertices per axis (default ``cfg.mesh_resolution``).
+            resolution: grid nodes per axis of the sphere's bounding cube (default ``cfg.mesh_resolution``).
             colors: vertex colors from the color network, viewed from outside along the normal.
             original_units: map the mesh back to the capture's source units (undo the normalization).
         Returns:
-            :class:`recon3d.mesh.TriangleMesh`, faces CCW seen from outside.
+            :class:`recon3d.mesh.TriangleMesh` (normalized world unless ``original_units``), faces
+            counter-clockwise seen from outside; empty (``metadata['note']``) when the SDF has no
+            zero crossing in the sphere.
         """
+        from recon3d.mesh import TriangleMesh, extract_isosurface
+
         self.field.eval()
         res = int(resolution or self.cfg.mesh_resolution)
         c, r = self.field.center.cpu(), self.field.radius
         aabb = torch.stack([c - r, c + r])
         t = time.perf_counter()
-        mesh = extract_level_set(self.sdf_fn, aabb, res, level=0.0, chunk=chunk)
+        try:
+            mesh = extract_isosurface(self.sdf_fn, aabb, res, level=0.0, inside="below", chunk=chunk,
+                                      device=self.device)
+        except ValueError as e:
+            mesh = TriangleMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), metadata={"note": str(e)})
         mesh.metadata.update({"method": "sdf", "resolution": res, "seconds": round(time.perf_counter() - t, 2)})
         if colors and mesh.num_vertices:
             mesh.vertex_colors = self._vertex_colors(mesh.vertices, chunk)
         return mesh_in_original_units(mesh, self.scene) if original_units else mesh
 
     def _vertex_colors(self, vertices: np.ndarray, chunk: int) -> np.ndarray:
-        v = torch.from_numpy(vertices).float()
+        """(V, 3) colors from the color network at the vertices, viewed along minus the SDF normal."""
+        v = torch.from_numpy(np.asarray(vertices, dtype=np.float32))
         out = []
         for s in range(0, len(v), chunk):
             xn = self.field.to_unit(v[s:s + chunk].to(self.device))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from recon3d.core.metrics import dssim_loss, psnr, ssim
 from recon3d.methods.checkpoint import (
     atomic_torch_save, checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, rng_state, set_rng_state,
 )
+from recon3d.methods.common import RenderResult, resolve_device
 
 from .config import SplatConfig
 from .model import GaussianModel, make_optimizers, means_lr_at
@@ -37,24 +37,6 @@ from .strategy import DensifyStrategy
 log = logging.getLogger(__name__)
 
 _NAMED_BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but no CUDA device is available")
-    return dev
-
-
-@dataclass
-class RenderResult:
-    """Images for C cameras: colors (C, H, W, 3), alphas (C, H, W, 1), depths (C, H, W, 1) z-depth."""
-
-    colors: Tensor
-    alphas: Tensor
-    depths: Tensor
 
 
 class SplatTrainer:

@@ -1,15 +1,24 @@
-"""What ray-based per-scene methods (NeRF, NeuS) share: the training loop with progress bar,
-checkpoints and exact resume, chunked rendering of cameras, evaluation on held-out views.
+"""What per-scene methods share: device choice, the render result type, and for the ray-based
+methods (NeRF, NeuS-style SDF) random ray batches across training images and a training loop with
+progress bar, checkpoints and exact resume, chunked rendering and evaluation on held-out views.
 
-A subclass provides ``_build()`` (networks, optimizers), ``train_step() -> dict``,
-``render_rays(rays, camera_indices) -> dict`` (no-grad, eval mode) and extra state via
-``_extra_state()`` / ``_load_extra_state()``.
+Ray batches: pixels of all training images are flattened into one table (images may differ in
+size); a batch is ``n`` uniformly drawn pixels with their rays (:meth:`Cameras.rays_at` through
+pixel centers), their colors, and when available their alpha and mask. Colors are stored
+*premultiplied* (``rgb * alpha``, composited over black) with alpha whenever the images have an
+alpha channel, so a batch can be composited over any background:
+``target = premultiplied + (1 - alpha) * background``. Without alpha, alpha is 1 everywhere.
+
+:class:`RayTrainer` subclasses provide ``train_step() -> dict``, ``render_rays(rays,
+camera_indices) -> dict`` (no-grad, eval mode), ``_modules()`` / ``_optimizers()`` (saved in
+checkpoints), extra state via ``_extra_state()`` / ``_load_extra_state()``, and ``extract_mesh()``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``'auto'`` -> CUDA when available, else CPU; an explicit ``'cuda'`` without a GPU is an error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -77,8 +87,7 @@ def unbounded_box(cameras: Cameras, center: Optional[Tensor] = None) -> SceneBox
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
+    """Seed python, numpy and torch (CPU and CUDA) global RNGs."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -103,6 +112,104 @@ def maybe_compile(module, mode: str, device: torch.device, probe) -> bool:
         return False
 
 
+# ---------------------------------------------------------------------------------------------
+# Ray batches
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RayBatch:
+    """``R`` training rays with what they saw.
+
+    Attributes:
+        rays: flat RayBundle (R,), ``camera_indices`` set (scene frame indices).
+        rgb: (R, 3) premultiplied colors in [0, 1] (equal to the image colors when opaque).
+        alpha: (R, 1) coverage in [0, 1] (ones without an alpha channel).
+        mask: (R, 1) float 0/1 foreground mask, or None when the scene has no masks.
+    """
+
+    rays: RayBundle
+    rgb: Tensor
+    alpha: Tensor
+    mask: Optional[Tensor] = None
+
+    def target(self, background: Tensor) -> Tensor:
+        """(R, 3) ground truth composited over ``background`` ((R, 3) or (3,))."""
+        return self.rgb + (1.0 - self.alpha) * background
+
+
+class RayBatcher:
+    """Pixels of ``scene``'s training images, ready to be sampled as ray batches.
+
+    Args:
+        scene: the Scene (its cameras in the frame the method works in).
+        indices: frames to use (default: ``scene.train_indices``).
+        device: where the pixel table lives.
+        load_masks: also keep the scene's masks (if any).
+    """
+
+    def __init__(self, scene, indices=None, device="cpu", load_masks: bool = False):
+        self.scene = scene
+        self.indices = list(scene.train_indices if indices is None else indices)
+        if not self.indices:
+            raise ValueError("the scene has no training images")
+        self.device = torch.device(device)
+        self.cameras = scene.cameras.to(self.device)
+        bg = getattr(scene, "background", None)
+        self.scene_background = None if bg is None else torch.as_tensor(bg, dtype=torch.float32)
+        rgbs, alphas, masks = [], [], []
+        for i in self.indices:
+            img = scene.image(i).reshape(-1, 3)
+            a = scene.alpha(i).reshape(-1, 1) if self.scene_background is not None else torch.ones_like(img[:, :1])
+            if self.scene_background is not None:  # undo the reader's compositing: premultiplied colors
+                img = (img - (1.0 - a) * self.scene_background).clamp(0.0, 1.0)
+            rgbs.append(img)
+            alphas.append(a)
+            if load_masks:
+                m = scene.mask(i)
+                masks.append(None if m is None else m.reshape(-1, 1).float())
+        self.has_alpha = any(bool((a < 1).any()) for a in alphas)
+        self.rgb = torch.cat(rgbs).to(self.device)
+        self.alpha = torch.cat(alphas).to(self.device)
+        self.mask = None
+        if load_masks and any(m is not None for m in masks):
+            filled = [torch.ones_like(a) if m is None else m for m, a in zip(masks, alphas)]
+            self.mask = torch.cat(filled).to(self.device)
+        sizes = torch.tensor([int(self.cameras.width[i]) * int(self.cameras.height[i]) for i in self.indices])
+        self._starts = torch.cumsum(sizes, 0) - sizes
+        self._frame = torch.tensor(self.indices)
+        self._widths = torch.tensor([int(self.cameras.width[i]) for i in self.indices])
+        self.num_pixels = int(sizes.sum())
+        log.info("%d training pixels from %d images (alpha: %s, masks: %s)", self.num_pixels, len(self.indices),
+                 self.has_alpha, self.mask is not None)
+
+    def image_maps(self, values: Tensor) -> list[Tensor]:
+        """Split a per-pixel table ((P,) or (P, C), e.g. :attr:`alpha`) into per-image (H, W, ...) maps."""
+        out = []
+        for k, i in enumerate(self.indices):
+            H, W = int(self.cameras.height[i]), int(self.cameras.width[i])
+            s = int(self._starts[k])
+            out.append(values[s:s + H * W].reshape(H, W, *values.shape[1:]))
+        return out
+
+    def rays_of(self, pixels: Tensor) -> tuple[RayBundle, Tensor]:
+        """(R,) flat pixel indices -> rays through their centers and (R,) scene frame indices."""
+        img = torch.searchsorted(self._starts, pixels, right=True) - 1
+        local = pixels - self._starts[img]
+        w = self._widths[img]
+        uv = torch.stack([(local % w).float() + 0.5, (local // w).float() + 0.5], dim=-1)
+        frames = self._frame[img].to(self.device)
+        return self.cameras.rays_at(frames, uv.to(self.device)), frames
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> RayBatch:
+        """``n`` random training pixels (with replacement)."""
+        pixels = torch.randint(0, self.num_pixels, (n,), generator=generator)
+        rays, _ = self.rays_of(pixels)
+        pix = pixels.to(self.device)
+        return RayBatch(rays, self.rgb[pix], self.alpha[pix], None if self.mask is None else self.mask[pix])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training loop of ray-based methods
+# ---------------------------------------------------------------------------------------------
 class RayTrainer:
     """Base class: see the module docstring. Subclasses set ``method_name`` and the hooks."""
 
@@ -142,10 +249,34 @@ class RayTrainer:
     def _optimizers(self) -> dict:
         raise NotImplementedError
 
+    def extract_mesh(self, resolution: Optional[int] = None, **kw):
+        """A :class:`recon3d.mesh.TriangleMesh` of the fitted surface, normalized world frame."""
+        raise NotImplementedError
+
     def eval_background(self) -> Tensor:
         """(3,) background of rendered images: the scene's, else black."""
         bg = getattr(self.scene, "background", None)
         return torch.zeros(3) if bg is None else torch.as_tensor(bg, dtype=torch.float32)
+
+    def _resolve_train_background(self, name: str, has_alpha: bool) -> str:
+        """``cfg.background`` -> ``'random'``, ``'scene'``, ``'white'`` or ``'black'``.
+
+        ``'auto'``: random colors per ray when the images have alpha (so the model cannot paint
+        the background into the object), else the scene's own background.
+        """
+        bg = ("random" if has_alpha else "scene") if name == "auto" else name
+        if bg not in ("random", "scene", "white", "black"):
+            raise ValueError(f"background must be 'auto', 'random', 'scene', 'white' or 'black', got {name!r}")
+        return bg
+
+    def _batch_background(self, n: int) -> Tensor:
+        """(n, 3) training background colors of a batch (``self.train_background``)."""
+        bg = self.train_background
+        if bg == "random":
+            return torch.rand(n, 3, generator=self.generator).to(self.device)
+        named = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+        color = self.eval_background() if bg == "scene" else torch.tensor(named[bg])
+        return color.to(self.device).expand(n, 3)
 
     def progress(self) -> float:
         """Training progress in [0, 1] for schedules (by steps, or by time under ``max_seconds``)."""
@@ -216,8 +347,13 @@ class RayTrainer:
                 self.save(checkpoint_path(ckpt_dir, self.step))
                 prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
-                m = self.evaluate(save_renders=False)
-                bar.write(f"step {self.step}: test PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}")
+                m = self.evaluate(save_renders=False, max_views=getattr(cfg, "eval_views", None) or None)
+                history.append({"step": self.step, "seconds": round(self.elapsed, 2), "test_psnr": m["psnr"],
+                                "test_ssim": m["ssim"], "test_views": m["views"]})
+                bar.write(f"step {self.step} ({self.elapsed:.0f} s): test PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}")
+                if not progress:
+                    log.info("step %d (%.0f s): test PSNR %.2f SSIM %.4f on %d views", self.step, self.elapsed,
+                             m["psnr"], m["ssim"], m["views"])
         bar.close()
         self.save(checkpoint_path(ckpt_dir, self.step))
         prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
@@ -281,3 +417,13 @@ class RayTrainer:
         self.elapsed = float(state.get("elapsed", 0.0))
         self._load_extra_state(state["extra"])
         set_rng_state(state["rng"])
+
+
+def mesh_in_original_units(mesh, scene):
+    """A copy of ``mesh`` (normalized world) in the capture's source units (the normalization undone)."""
+    norm = getattr(scene, "normalization", None)
+    if norm is None or norm.is_identity:
+        return mesh
+    out = mesh.transformed(np.linalg.inv(np.asarray(norm.transform, dtype=np.float64)))
+    out.metadata = {**mesh.metadata, "units": "source"}
+    return out

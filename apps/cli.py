@@ -1,0 +1,74 @@
+"""``recon3d demo``: start the web app (also ``python -m apps`` with the same options).
+
+    recon3d demo [--host 127.0.0.1] [--port 7860] [--workdir outputs/app] [--runs-root outputs]
+                 [--share false] [--device cpu] [--fast]
+
+Gradio is imported only inside the handler, so ``recon3d --help`` stays fast and works without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _bool(text: str) -> bool:
+    t = str(text).strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--workdir", type=Path, default=Path("outputs/app"),
+                   help="the app's working folder: uploads, job outputs, fit runs (default outputs/app)")
+    p.add_argument("--runs-root", type=Path, action="append", default=None,
+                   help="folder whose run folders the Viewer lists (repeatable; default outputs)")
+    p.add_argument("--share", type=_bool, default=False, metavar="true|false",
+                   help="create a public gradio.live link (default false; needs internet)")
+    p.add_argument("--device", default=None, help="device for the models and fits (default cpu)")
+    p.add_argument("--fast", action="store_true",
+                   help="coarse meshes and few turntable frames (as RECON3D_APP_FAST=1; used by the browser tests)")
+
+
+def cmd_demo(args) -> int:
+    from apps.settings import AppSettings
+
+    settings = AppSettings.from_env(workdir=str(args.workdir), device=args.device,
+                                    fast=True if args.fast else None,
+                                    runs_roots=[str(r) for r in args.runs_root] if args.runs_root else None)
+    settings = settings.resolved()
+    # Gradio reads these when it is imported: its upload cache goes into the work folder, no telemetry.
+    os.environ["GRADIO_TEMP_DIR"] = str(settings.upload_dir)
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    try:
+        from apps.ui import launch
+    except ImportError as e:
+        print(f"recon3d demo: error: the web app needs gradio ({e}); pip install 'gradio>=6,<7'", file=sys.stderr)
+        return 2
+    logging.getLogger(__name__).info("work folder %s; viewer roots %s%s", settings.workdir,
+                                     ", ".join(settings.runs_roots), "; fast mode" if settings.fast else "")
+    launch(settings, host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Hook for :data:`recon3d.cli.COMMAND_MODULES`."""
+    s = sub.add_parser("demo", help="start the web app (image to 3D, fit from photos, viewer)")
+    add_demo_args(s)
+    s.set_defaults(fn=cmd_demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m apps [options]``: the same as ``recon3d demo [options]``."""
+    from recon3d.cli import main as recon3d_main
+
+    return recon3d_main(["demo", *(sys.argv[1:] if argv is None else argv)])

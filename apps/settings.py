@@ -1,0 +1,130 @@
+"""Configuration of the web app: where it may read and write, how big uploads may be, how fast jobs run.
+
+Every file the app writes lives under ``workdir``::
+
+    workdir/
+      gradio/            Gradio's upload cache (GRADIO_TEMP_DIR points here)
+      jobs/<job id>/     one folder per image-to-3D request: inputs/ (sanitized copies), out/
+      runs/<job id>/     one folder per fit request: photos/ (sanitized copies), run/ (the fit run folder)
+
+The viewer reads run folders only under ``runs_roots`` (``workdir/runs`` first, then ``outputs/`` by
+default); nothing else on disk is reachable through the page.
+
+Environment: ``RECON3D_APP_FAST=1`` (used by the browser tests) lowers the mesh resolution and the
+number of turntable frames and novel views so an image-to-3D request takes seconds on a CPU;
+``RECON3D_APP_DEVICE`` picks the device; ``RECON3D_APP_DENSITY_THRESHOLD`` overrides the mesh iso-level.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from recon3d.methods.config_io import ConfigIO
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class AppSettings(ConfigIO):
+    """What the app may touch and how much work one request may cause.
+
+    Paths are resolved (absolute) by :meth:`resolved`; the app only ever uses resolved settings.
+    """
+
+    workdir: str = "outputs/app"
+    #: folders whose run folders the viewer lists (``workdir/runs`` is always added first)
+    runs_roots: list[str] = field(default_factory=lambda: ["outputs"])
+    #: photos bundled as examples for image-to-3D (PNG/JPEG files in these folders)
+    example_dirs: list[str] = field(default_factory=lambda: [str(REPO_ROOT / "data" / "examples")])
+    #: the bundled photo set offered by the fit tab
+    example_scene: str = str(REPO_ROOT / "data" / "sample_scene" / "images")
+    device: str = "cpu"
+    #: a side longer than this (pixels) is downscaled with a notice
+    max_side: int = 1024
+    #: images with more pixels than this are refused outright (decompression bombs)
+    max_pixels: int = 50_000_000
+    #: per-file upload size limit, megabytes (also passed to Gradio's launch)
+    max_upload_mb: int = 50
+    #: fit: most photos accepted (uploads plus zip members) and fewest needed
+    max_photos: int = 200
+    min_photos: int = 3
+    #: zip: most members and most uncompressed bytes extracted
+    max_zip_members: int = 500
+    max_zip_bytes: int = 500_000_000
+    #: fit defaults shown in the page
+    fit_preset: str = "quick"
+    fit_steps: int = 300
+    fit_max_steps: int = 30_000
+    fit_threads: int = 1
+    #: image-to-3D knobs (fast mode lowers them)
+    mesh_resolution: int = 96
+    orbit_frames: int = 36
+    num_views: int = 8
+    #: iso-level of the mesh in 1/world units (None: the model's own ``mesh_density_threshold``)
+    density_threshold: Optional[float] = None
+    fast: bool = False
+    #: wall-clock limit of one fit subprocess, seconds
+    fit_timeout_s: int = 3 * 3600
+
+    @classmethod
+    def from_env(cls, **overrides) -> "AppSettings":
+        """Defaults, then ``RECON3D_APP_FAST``/``RECON3D_APP_DEVICE``, then ``overrides`` (None ignored)."""
+        s = cls()
+        if _env_flag("RECON3D_APP_FAST"):
+            s.fast = True
+        if os.environ.get("RECON3D_APP_DEVICE"):
+            s.device = os.environ["RECON3D_APP_DEVICE"]
+        if os.environ.get("RECON3D_APP_DENSITY_THRESHOLD"):
+            s.density_threshold = float(os.environ["RECON3D_APP_DENSITY_THRESHOLD"])
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(s, k, v)
+        if s.fast:
+            s.mesh_resolution = min(s.mesh_resolution, 40)
+            s.orbit_frames = min(s.orbit_frames, 8)
+            s.num_views = min(s.num_views, 4)
+            s.fit_steps = min(s.fit_steps, 100)
+        return s
+
+    def resolved(self) -> "AppSettings":
+        """A copy with absolute paths, ``workdir/runs`` prepended to ``runs_roots``, folders created."""
+        d = self.to_dict()
+        work = Path(d["workdir"]).expanduser().resolve()
+        d["workdir"] = str(work)
+        roots = [str(work / "runs")] + [str(Path(r).expanduser().resolve()) for r in d["runs_roots"]]
+        d["runs_roots"] = list(dict.fromkeys(roots))  # keep order, drop duplicates
+        d["example_dirs"] = [str(Path(p).expanduser().resolve()) for p in d["example_dirs"]]
+        d["example_scene"] = str(Path(d["example_scene"]).expanduser().resolve())
+        out = type(self).from_dict(d)
+        for sub in ("gradio", "jobs", "runs"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        return out
+
+    # convenience paths
+    @property
+    def work(self) -> Path:
+        return Path(self.workdir)
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.work / "gradio"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.work / "jobs"
+
+    @property
+    def fit_runs_dir(self) -> Path:
+        return self.work / "runs"
+
+    def readable_roots(self) -> list[Path]:
+        """Every folder the app may read from (the work folder, runs roots, example folders)."""
+        roots = [self.work, *map(Path, self.runs_roots), *map(Path, self.example_dirs), Path(self.example_scene)]
+        return list(dict.fromkeys(roots))

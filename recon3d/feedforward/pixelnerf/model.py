@@ -1,0 +1,232 @@
+"""pixelNeRF as a :class:`~recon3d.feedforward.base.ConditionedRadianceField`.
+
+``encode`` runs the ResNet encoder on the source views and keeps their feature volumes and cameras;
+``query`` projects world points into every source view, samples pixel-aligned features bilinearly,
+encodes the point (rotated into each source camera's frame) and the view direction, runs the
+ResNet-FC MLP per view, pools the views, and returns density and RGB. Rendering and meshing go through
+:mod:`recon3d.feedforward.rendering` (shared core sampler and volume renderer).
+
+Training (``training_step``): the first ``S`` views of each object are the sources (``S`` uniform in
+``[min_source_views, max_source_views]``, at most ``V - 1``), ``rays_per_object`` rays are drawn from
+the remaining views (weighted toward the object mask) and rendered over white; loss = color MSE +
+``mask_loss_weight`` * MSE(opacity, mask).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from recon3d.feedforward.base import Batch, ConditionedRadianceField
+from recon3d.feedforward.rendering import RenderOptions, camera_rays, render_rays, render_view
+
+from .config import PixelNeRFConfig
+from .encoder import SpatialEncoder
+from .mlp import PositionalEncoding, ResnetFC
+from .projection import project, rotate_to_camera, sample_features, to_axes, world_to_camera
+
+#: rays per chunk of full-view renders (smaller chunks keep the MLP activations in cache on CPU).
+RENDER_CHUNK = 1024
+
+
+class PixelNeRF(ConditionedRadianceField):
+    """Image-conditioned NeRF (Yu et al. 2021). Parameter names follow the published networks:
+    ``encoder.model.*`` (torchvision ResNet names), ``code._freqs``/``code._phases``,
+    ``mlp_coarse.*`` and (``separate_fine_mlp``) ``mlp_fine.*``.
+
+    Latent (from :meth:`encode`): dict with ``features`` (B, S, C, h, w) feature volumes, ``z_maps``
+    (B, S, n_lin_z * hidden, h, w) the same projected by the MLP's ``lin_z`` weights (what queries
+    sample; see :meth:`ResnetFC.project_latent`), ``K`` (B, S, 3, 3), ``c2w`` (B, S, 4, 4) and
+    ``image_size`` (H, W) of the source views.
+    """
+
+    name = "pixelnerf"
+    config_cls = PixelNeRFConfig
+    #: input image side ``recon3d predict`` prepares (the training set's 64x64).
+    predict_image_size = 64
+    #: density iso-level (1/world units) for meshes: a 0.05-unit bin at this density is ~40 % opaque.
+    mesh_density_threshold = 10.0
+
+    def __init__(self, config: Optional[PixelNeRFConfig] = None) -> None:
+        config = config if config is not None else PixelNeRFConfig.tiny()
+        super().__init__(config)
+        c = config
+        self.scene_bound = float(c.scene_bound)
+        self.encoder = SpatialEncoder(c.encoder_stem_width, c.encoder_widths, c.encoder_blocks, c.encoder_norm,
+                                      c.encoder_num_layers, c.encoder_first_pool)
+        self.code = PositionalEncoding(c.num_freqs, 3, c.freq_factor)
+        mlp = dict(d_in=c.point_input_size, d_latent=c.latent_size, d_hidden=c.mlp_hidden, n_blocks=c.mlp_blocks,
+                   combine_layer=c.combine_layer)
+        self.mlp_coarse = ResnetFC(**mlp)
+        self.mlp_fine = ResnetFC(**mlp) if c.separate_fine_mlp else None
+
+    # ---- the conditioned field ----------------------------------------------------------------
+    def encode(self, images: Tensor, K: Tensor, c2w: Tensor) -> dict[str, Any]:
+        """Feature volumes of the source views.
+
+        Args:
+            images: (B, S, 3, H, W) RGB in [0, 1] on white; K: (B, S, 3, 3) pixels; c2w: (B, S, 4, 4) OpenCV.
+        """
+        if images.dim() != 5 or K.shape[:2] != images.shape[:2] or c2w.shape[:2] != images.shape[:2]:
+            raise ValueError(f"encode wants images (B, S, 3, H, W), K (B, S, 3, 3), c2w (B, S, 4, 4); got "
+                             f"{tuple(images.shape)}, {tuple(K.shape)}, {tuple(c2w.shape)}")
+        B, S, _, H, W = images.shape
+        feats = self.encoder(images.reshape(B * S, 3, H, W))
+        feats = feats.reshape(B, S, *feats.shape[1:])
+        return {"features": feats, "z_maps": self.query_mlp.project_latent(feats), "K": K, "c2w": c2w,
+                "image_size": (H, W)}
+
+    @property
+    def query_mlp(self):
+        """The MLP queries use: ``mlp_fine`` when the model has one (published), else ``mlp_coarse``."""
+        return self.mlp_fine if self.mlp_fine is not None else self.mlp_coarse
+
+    def query(self, latent: dict[str, Any], points: Tensor, directions: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """Density (B, N) in 1/world units and RGB (B, N, 3) at world points (B, N, 3).
+
+        ``directions`` (B, N, 3) unit view directions; None (meshing) uses the direction from the
+        first source camera to each point, i.e. the color as that source view sees it.
+        """
+        c = self.config
+        K, c2w = latent["K"], latent["c2w"]
+        H, W = latent["image_size"]
+        p_cam = world_to_camera(points, c2w, translate=True)  # (B, S, N, 3)
+        uv, valid = project(p_cam, K, H, W)
+        z = sample_features(latent["z_maps"], uv, valid, H, W)  # (B, S, N, n_lin_z * hidden)
+        xyz = p_cam if c.translate_points else world_to_camera(points, c2w, translate=False)
+        inputs = [self.code(to_axes(xyz, c.camera_axes))]
+        if c.use_viewdirs:
+            if directions is None:
+                directions = F.normalize(points - c2w[:, None, 0, :3, 3], dim=-1)
+            inputs.append(to_axes(rotate_to_camera(directions, c2w), c.camera_axes))
+        out = self.query_mlp(torch.cat(inputs, dim=-1), z, valid if c.masked_pooling else None)  # (B, N, 4)
+        sigma = F.relu(out[..., 3]) if c.density_activation == "relu" else F.softplus(out[..., 3] - 1.0)
+        return sigma, torch.sigmoid(out[..., :3])
+
+    # ---- training -------------------------------------------------------------------------------
+    def render_options(self, training: bool) -> RenderOptions:
+        c = self.config
+        if training:
+            return RenderOptions(num_coarse=c.train_num_coarse, num_fine=c.train_num_fine, stratified=True,
+                                 background="white")
+        return RenderOptions(num_coarse=c.num_coarse, num_fine=c.num_fine, stratified=False, background="white")
+
+    def sample_rays(self, batch: Batch, num_source: int, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+        """``rays_per_object`` random rays per object from the non-source views.
+
+        Returns dict with ``origins``/``directions`` (B, R, 3), ``rgb`` (B, R, 3) and ``mask`` (B, R, 1)
+        targets. Pixels covered by the mask get weight ``1 + foreground_weight``, others 1.
+        """
+        images, K, c2w = batch["images"][:, num_source:], batch["K"][:, num_source:], batch["c2w"][:, num_source:]
+        B, T, _, H, W = images.shape
+        o, d = camera_rays(K.reshape(B * T, 3, 3), c2w.reshape(B * T, 4, 4), H, W)
+        o, d = o.reshape(B, T * H * W, 3), d.reshape(B, T * H * W, 3)
+        rgb = images.permute(0, 1, 3, 4, 2).reshape(B, T * H * W, 3)
+        masks = batch.get("masks")
+        mask = (masks[:, num_source:].reshape(B, T * H * W, 1) if masks is not None
+                else torch.ones_like(rgb[..., :1]))
+        weights = 1.0 + self.config.foreground_weight * mask[..., 0].gt(0.5).to(rgb.dtype)
+        R = min(self.config.rays_per_object, T * H * W)
+        idx = torch.multinomial(weights, R, replacement=False, generator=generator)  # (B, R)
+
+        def take(x: Tensor) -> Tensor:
+            return torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
+
+        return {"origins": take(o), "directions": take(d), "rgb": take(rgb), "mask": take(mask)}
+
+    def num_source_views(self, num_views: int, generator: Optional[torch.Generator] = None) -> int:
+        """Random number of source views for a training step (at least one target view remains)."""
+        c = self.config
+        hi = min(c.max_source_views, num_views - 1)
+        lo = min(c.min_source_views, hi)
+        if hi < 1:
+            raise ValueError(f"pixelNeRF training needs >= 2 views per object, got {num_views}")
+        return int(torch.randint(lo, hi + 1, (), generator=generator).item())
+
+    def training_step(self, batch: Batch, step: int) -> tuple[Tensor, dict[str, float]]:
+        S = self.num_source_views(batch["images"].shape[1])
+        latent = self.encode(batch["images"][:, :S], batch["K"][:, :S], batch["c2w"][:, :S])
+        rays = self.sample_rays(batch, S)
+        out = render_rays(self, latent, rays["origins"], rays["directions"], self.render_options(training=True))
+        color = F.mse_loss(out["rgb"], rays["rgb"])
+        loss = color
+        logs = {"color_mse": float(color.detach()), "psnr": float(-10 * torch.log10(color.detach().clamp_min(1e-10))),
+                "num_source": float(S)}
+        if self.config.mask_loss_weight > 0:
+            mask_loss = F.mse_loss(out["opacity"], rays["mask"])
+            loss = loss + self.config.mask_loss_weight * mask_loss
+            logs["mask_mse"] = float(mask_loss.detach())
+        logs["loss"] = float(loss.detach())
+        return loss, logs
+
+    # ---- validation -----------------------------------------------------------------------------
+    def render_novel_views(self, batch: Batch, num_source: int, target_views: list[int]) -> Tensor:
+        """Render views ``target_views`` of every object from its first ``num_source`` views.
+
+        Returns (B, T, H, W, 3) RGB in [0, 1].
+        """
+        images = batch["images"]
+        B, V, _, H, W = images.shape
+        latent = self.encode(images[:, :num_source], batch["K"][:, :num_source], batch["c2w"][:, :num_source])
+        outs = [render_view(self, latent, batch["K"][:, t], batch["c2w"][:, t], H, W, self.render_options(False),
+                            chunk=RENDER_CHUNK)["rgb"] for t in target_views]
+        return torch.stack(outs, dim=1)
+
+    @torch.no_grad()
+    def validation_step(self, batch: Batch) -> dict[str, float]:
+        """PSNR/SSIM of the first held-out view (view ``val_num_source``) from ``val_num_source`` views."""
+        from recon3d.core.metrics import psnr, ssim
+
+        S = min(self.config.val_num_source, batch["images"].shape[1] - 1)
+        pred = self.render_novel_views(batch, S, [S])[:, 0]
+        gt = batch["images"][:, S].permute(0, 2, 3, 1)
+        return {"psnr": float(psnr(pred, gt).mean()), "ssim": float(ssim(pred, gt))}
+
+    @torch.no_grad()
+    def validation_images(self, batch: Batch) -> dict[str, Tensor]:
+        """Object 0: source view | prediction of the first held-out view | its ground truth (H, 3W, 3)."""
+        S = min(self.config.val_num_source, batch["images"].shape[1] - 1)
+        one = {k: v[:1] for k, v in batch.items()}
+        pred = self.render_novel_views(one, S, [S])[0, 0]
+        src = one["images"][0, 0].permute(1, 2, 0)
+        gt = one["images"][0, S].permute(1, 2, 0)
+        return {"novel_view": torch.cat([src, pred, gt], dim=1).clamp(0, 1)}
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    @classmethod
+    def from_payload(cls, payload: dict, strict: bool = True) -> "PixelNeRF":
+        """Rebuild from a recon3d payload; fp16-stored weights (the shipped file) come back as fp32."""
+        config = PixelNeRFConfig.from_dict(payload["config"])
+        model = cls(config)
+        state = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
+                 for k, v in payload["state_dict"].items()}
+        model.load_state_dict(state, strict=strict)
+        return model
+
+    @staticmethod
+    def half_precision_payload(payload: dict) -> dict:
+        """Copy of a recon3d payload with fp16 floating weights (how the shipped file is stored;
+        :meth:`from_payload` restores fp32)."""
+        out = dict(payload)
+        out["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
+        out["weights_dtype"] = "float16"
+        return out
+
+    @classmethod
+    def from_external_checkpoint(cls, path, payload: dict) -> "PixelNeRF":
+        """A published pixelNeRF checkpoint (sxyu/pixel-nerf ``pixel_nerf_latest``), loaded strictly
+        into the ``published`` architecture; DataError naming the file lists mismatches otherwise."""
+        from .published import load_published
+
+        return load_published(cls, path, payload)
+
+    @staticmethod
+    def default_train_config() -> dict:
+        """Trainer settings for the tiny model on the shared CPU box (see data/checkpoints/pixelnerf.md):
+        4 objects x 4 views per batch (1-3 sources, the rest supervise), in-process data loading
+        (the shard cache survives epochs), short validation (2 batches, one novel view each)."""
+        return {"batch_size": 4, "views_per_item": 4, "lr": 5e-4, "warmup": 100, "num_workers": 0,
+                "val_every": 400, "val_batches": 2, "ckpt_every": 200, "log_every": 25}

@@ -1,0 +1,11 @@
+"""nerfstudio plugin: recon3d's methods as ``ns-train`` methods.
+
+Registered through the ``nerfstudio.method_configs`` entry point in ``pyproject.toml`` (extra
+``recon3d[nerfstudio]``, installed into ``.venv-nerfstudio`` by ``scripts/setup_nerfstudio_env.sh``):
+
+* ``recon3d-splat`` (:mod:`.splat_config`): recon3d's Gaussian model, rasterizer
+  (:func:`recon3d.core.gaussians.rasterize`: gsplat on CUDA, recon3d's PyTorch tiles on CPU) and
+  densification strategy, fed by nerfstudio's full-image data manager and shown in its viewer.
+
+Only nerfstudio imports this package; importing it without nerfstudio installed fails.
+"""

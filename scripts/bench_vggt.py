@@ -1,0 +1,176 @@
+"""Benchmark: VGGT-style feed-forward cameras/depth vs pycolmap SfM on held-out synthetic objects.
+
+For each of ``--scenes`` test-split objects of the shared feed-forward data set's generation config
+(objects the model never saw in training), ``--views`` photos are rendered at ``--size`` px
+(:func:`recon3d.feedforward.data.render_object`, the training camera distribution). Both methods
+get the same photos (composited on white):
+
+- VGGT: one forward pass (the model resizes to its own resolution, 64 px for the shipped model);
+- SfM: :func:`recon3d.sfm.run_sfm` (SIFT, exhaustive matching, incremental mapping, 1 thread).
+
+Reported per method: registered views, mean rotation error and camera-centre error (relative to
+the camera-ring radius) after a similarity (Umeyama) alignment of the centres, AUC@30 of the
+pairwise relative-pose error (max of rotation and translation-direction angle; views SfM did not
+register count as failed pairs), and for VGGT the depth AbsRel (median-scaled, valid pixels), with
+wall times. Run::
+
+    /work/heavy .venv/bin/python scripts/bench_vggt.py --scenes 6 --views 8 --size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PIL import Image  # noqa: E402  (Pillow before pycolmap, see recon3d.sfm.colmap_sfm)
+
+
+def pairwise_errors(est_c2w: np.ndarray, gt_c2w: np.ndarray) -> np.ndarray:
+    """(n(n-1)/2,) per pair max(relative rotation error, relative translation direction error), degrees."""
+    errs = []
+    n = len(gt_c2w)
+    for i in range(n):
+        for j in range(i + 1, n):
+            def rel(c):
+                w2c_i = np.linalg.inv(c[i])
+                return w2c_i @ c[j]  # camera j -> camera i
+
+            re, rg = rel(est_c2w), rel(gt_c2w)
+            R = re[:3, :3].T @ rg[:3, :3]
+            rot = math.degrees(math.acos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
+            te, tg = re[:3, 3], rg[:3, 3]
+            cosang = float(te @ tg / max(np.linalg.norm(te) * np.linalg.norm(tg), 1e-12))
+            trans = math.degrees(math.acos(np.clip(cosang, -1, 1)))
+            errs.append(max(rot, trans))
+    return np.asarray(errs)
+
+
+def auc(errors: np.ndarray, max_deg: float = 30.0) -> float:
+    """Area under the accuracy-vs-threshold curve on [0, max_deg] degrees, in [0, 1] (integer thresholds)."""
+    th = np.arange(1, int(max_deg) + 1)
+    return float(np.mean([(errors < t).mean() for t in th])) if len(errors) else 0.0
+
+
+def run_vggt(model, photos, gt, torch):
+    from recon3d.feedforward.vggt.predict import predict_geometry
+    from recon3d.sfm import pose_accuracy
+
+    t0 = time.perf_counter()
+    geo = predict_geometry(model, [torch.from_numpy(p).float() / 255 for p in photos])
+    seconds = time.perf_counter() - t0
+    est = geo.c2w.numpy().astype(np.float64)
+    acc = pose_accuracy(est, gt["c2w"])
+    # depth AbsRel at model resolution, median scaling
+    h, w = geo.model_hw
+    gt_d = torch.from_numpy(gt["depth"].astype(np.float32))[:, None]
+    gt_d = torch.nn.functional.interpolate(gt_d, size=(h, w), mode="nearest-exact")[:, 0].numpy()
+    pred = geo.depth.numpy()
+    valid = gt_d > 0
+    s = np.median(gt_d[valid]) / np.median(pred[valid])
+    absrel = float(np.mean(np.abs(s * pred[valid] - gt_d[valid]) / gt_d[valid]))
+    # reference: a constant depth (the true median) has this AbsRel (objects are shallow vs their distance)
+    flat = float(np.mean(np.abs(np.median(gt_d[valid]) - gt_d[valid]) / gt_d[valid]))
+    return {"absrel_constant_baseline": flat, "registered": len(photos), "rot_deg": acc["mean_rotation_error_deg"],
+            "center_rel": acc["mean_center_error_rel"], "auc30": auc(pairwise_errors(est, gt["c2w"])),
+            "absrel": absrel, "seconds": seconds, "forward_seconds": geo.seconds}
+
+
+def run_colmap(photos, gt, work: Path):
+    from recon3d.io import read_colmap
+    from recon3d.io.errors import DataError
+    from recon3d.sfm import pose_accuracy, run_sfm
+
+    img_dir = work / "images"
+    img_dir.mkdir(parents=True)
+    for i, p in enumerate(photos):
+        Image.fromarray(p).save(img_dir / f"v{i:03d}.png")
+    n = len(photos)
+    npairs = n * (n - 1) // 2
+    t0 = time.perf_counter()
+    try:
+        res = run_sfm(img_dir, work, matcher="exhaustive", num_threads=1)
+    except DataError as e:
+        return {"registered": 0, "rot_deg": float("nan"), "center_rel": float("nan"), "auc30": 0.0,
+                "absrel": float("nan"), "seconds": time.perf_counter() - t0, "note": str(e).split(": ", 1)[-1][:80]}
+    seconds = time.perf_counter() - t0
+    scene = read_colmap(res.model_dir, images_dir=img_dir)
+    idx = [int(Path(p).stem[1:]) for p in scene.image_paths]
+    est = scene.cameras.c2w.numpy().astype(np.float64)
+    acc = pose_accuracy(est, gt["c2w"][idx])
+    errs = pairwise_errors(est, gt["c2w"][idx])
+    errs = np.concatenate([errs, np.full(npairs - len(errs), 180.0)])  # unregistered pairs fail
+    return {"registered": len(idx), "rot_deg": acc["mean_rotation_error_deg"], "center_rel": acc["mean_center_error_rel"],
+            "auc30": auc(errs), "absrel": float("nan"), "seconds": seconds, "forward_seconds": float("nan")}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenes", type=int, default=6)
+    ap.add_argument("--views", type=int, default=8)
+    ap.add_argument("--size", type=int, default=256, help="rendered photo size, pixels")
+    ap.add_argument("--checkpoint", default=None, help="VGGT weights (default: the shipped tiny model)")
+    ap.add_argument("--no-sfm", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="also write the per-scene results here")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    from recon3d.feedforward.data import GenerationConfig, render_object, split_assignment
+    from recon3d.feedforward.registry import load_model
+
+    cfg = GenerationConfig(image_size=args.size, views=args.views)
+    test_ids = [i for i, s in enumerate(split_assignment(cfg)) if s == "test"][: args.scenes]
+    model = load_model("vggt", args.checkpoint)
+    rows = []
+    for k, idx in enumerate(test_ids):
+        t0 = time.perf_counter()
+        gt = render_object(cfg, idx)
+        gt["c2w"] = gt["c2w"].astype(np.float64)
+        render_s = time.perf_counter() - t0
+        r = {"object": idx, "kind": gt["meta"]["kind"], "render_seconds": render_s,
+             "vggt": run_vggt(model, list(gt["rgb"]), gt, torch)}
+        if not args.no_sfm:
+            work = Path(tempfile.mkdtemp(prefix="bench_vggt_sfm_"))
+            try:
+                r["sfm"] = run_colmap(list(gt["rgb"]), gt, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        rows.append(r)
+        line = " ".join(f"{m}: reg {r[m]['registered']}/{args.views} rot {r[m]['rot_deg']:.1f} deg "
+                        f"AUC30 {r[m]['auc30']:.3f} {r[m]['seconds']:.2f}s" for m in ("vggt", "sfm") if m in r)
+        print(f"[{k + 1}/{len(test_ids)}] object {idx} ({r['kind']}): {line}", flush=True)
+
+    def agg(method, key):
+        vals = [r[method][key] for r in rows if method in r and np.isfinite(r[method][key])]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    print(f"\n{len(rows)} held-out objects x {args.views} views at {args.size} px "
+          f"(VGGT model {model.config.img_size} px, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params)")
+    print("| method | registered | rot err (deg) | centre err (rel) | AUC@30 | depth AbsRel | time / scene (s) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for m in ("vggt", "sfm"):
+        if not any(m in r for r in rows):
+            continue
+        reg = sum(r[m]["registered"] for r in rows)
+        print(f"| {m} | {reg}/{len(rows) * args.views} | {agg(m, 'rot_deg'):.2f} | {agg(m, 'center_rel'):.3f} | "
+              f"{agg(m, 'auc30'):.3f} | {agg(m, 'absrel'):.3f} | {agg(m, 'seconds'):.2f} |")
+    print("(rotation / centre errors: mean over registered views, scenes with >= 3 registered; NaN = none)")
+    print(f"depth AbsRel of a constant depth (the true median), for reference: {agg('vggt', 'absrel_constant_baseline'):.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

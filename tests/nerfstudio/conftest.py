@@ -1,0 +1,46 @@
+"""Fixtures of the nerfstudio interop suite (run in .venv-nerfstudio: ``make test-nerfstudio``).
+
+Without nerfstudio installed (recon3d's own .venv) the whole folder is skipped at collection.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+collect_ignore_glob = [] if importlib.util.find_spec("nerfstudio") else ["test_*.py"]
+
+NS_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def ns_scene(tmp_path_factory):
+    """A tiny scene the way a recon3d run writes it: (folder with transforms.json, normalized Scene).
+
+    10 views of a generated textured object at 48x48 (Blender layout, RGBA + masks), given 400
+    points sampled on its ground-truth mesh, normalized like ``recon3d fit`` does, and written with
+    recon3d's nerfstudio writer (capture-world poses, ``sparse_pc.ply``, masks, split lists).
+    """
+    import torch
+    import trimesh
+
+    from recon3d.io import load_scene, write_nerfstudio_transforms
+    from recon3d.io.normalize import normalize_scene
+    from recon3d.io.synthetic import generate_scene
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("ns_scene")
+    generate_scene(root / "blender", num_views=10, size=48, seed=1, supersample=1)
+    scene = load_scene(root / "blender")
+    mesh = trimesh.load(root / "blender" / "gt_mesh.ply", process=False)
+    rng = np.random.default_rng(0)
+    verts = np.asarray(mesh.vertices)[rng.choice(len(mesh.vertices), 400, replace=False)]
+    scene = replace(scene, points=torch.from_numpy(verts).float(), point_colors=torch.rand(400, 3))
+    scene = normalize_scene(scene, method="points")
+    write_nerfstudio_transforms(scene, root / "ns")
+    return root / "ns", scene
