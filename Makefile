@@ -1,4 +1,4 @@
-.PHONY: setup demo test test-slow test-all bench clean
+.PHONY: setup demo test test-slow test-all bench clean test-browser test-blender
 VENV := .venv
 PY := $(VENV)/bin/python
 
@@ -16,6 +16,16 @@ test-slow: setup
 
 test-all: setup
 	$(PY) -m pytest -n 2 -m ""
+
+# the web app in headless Chromium (installs chromium + playwright first); screenshots in outputs/test-artifacts/
+test-browser: setup
+	./scripts/setup_browser_tests.sh
+	$(PY) -m pytest -p no:xdist -m browser tests/browser
+
+# recon3d's GLB/OBJ/PLY exports imported by real Blender (creates .venv-blender: Python 3.11 + bpy from PyPI)
+test-blender: setup
+	./scripts/setup_blender_env.sh
+	RECON3D_REQUIRE_BLENDER=1 $(PY) -m pytest -p no:xdist -m blender tests/test_blender_import.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

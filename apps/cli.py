@@ -34,7 +34,7 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
                    help="folder whose run folders the Viewer lists (repeatable; default outputs)")
     p.add_argument("--share", type=_bool, default=False, metavar="true|false",
                    help="create a public gradio.live link (default false; needs internet)")
-    p.add_argument("--device", default=None, help="device for the models and fits (default cpu)")
+    p.add_argument("--device", default=None, help="device for the models and fits: auto (default), cpu or cuda")
     p.add_argument("--fast", action="store_true",
                    help="coarse meshes and few turntable frames (as RECON3D_APP_FAST=1; used by the browser tests)")
 

@@ -45,7 +45,8 @@ class AppSettings(ConfigIO):
     example_dirs: list[str] = field(default_factory=lambda: [str(REPO_ROOT / "data" / "examples")])
     #: the bundled photo set offered by the fit tab
     example_scene: str = str(REPO_ROOT / "data" / "sample_scene" / "images")
-    device: str = "cpu"
+    #: device for image-to-3D and fits: auto (CUDA when available), cpu or cuda
+    device: str = "auto"
     #: a side longer than this (pixels) is downscaled with a notice
     max_side: int = 1024
     #: images with more pixels than this are refused outright (decompression bombs)

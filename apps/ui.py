@@ -8,6 +8,7 @@ its traceback on the server and shown as a short "internal error" line.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -79,7 +80,7 @@ def _image_tab(settings: AppSettings) -> None:
                 str(r.turntable) if r.turntable else None, [str(p) for p in r.views], [str(p) for p in r.downloads])
 
     run.click(handler, [upload, model], [status, seen, view3d, turntable, views, files],
-              concurrency_limit=1, concurrency_id="image_to_3d", show_progress="full")
+              concurrency_limit=1, concurrency_id="image_to_3d", show_progress="full", show_progress_on=[view3d])
 
 
 # -------------------------------------------------------------------------- fit from photos
@@ -94,11 +95,14 @@ def _fit_tab(settings: AppSettings) -> None:
                                            f"{len(list(sample.glob('*.png')))} photos) instead",
                                      value=False, visible=sample.is_dir(), elem_id="fit-sample")
             with gr.Row():
-                method = gr.Dropdown(list(methods), value="sugar" if "sugar" in methods else methods[0],
-                                     label="Method", elem_id="fit-method")
+                method = gr.Dropdown(list(methods), value="splat" if "splat" in methods else methods[0],
+                                     label="Method", elem_id="fit-method",
+                                     info="splat: Gaussian splats (fastest); sugar: splats + a mesh; "
+                                          "nerf, sdf: neural fields + a mesh")
                 preset = gr.Radio(["quick", "default", "high"], value=settings.fit_preset, label="Preset")
             steps = gr.Number(value=settings.fit_steps, precision=0, minimum=1, maximum=settings.fit_max_steps,
-                              label="Optimization steps (more: sharper, slower)", elem_id="fit-steps")
+                              label="Optimization steps of the first stage (more: sharper, slower)",
+                              elem_id="fit-steps")
             run = gr.Button("Fit", variant="primary", elem_id="fit-run")
             status = gr.Markdown("", elem_id="fit-status", elem_classes="status-box")
         with gr.Column(scale=2):
@@ -149,17 +153,18 @@ def _fit_tab(settings: AppSettings) -> None:
             yield _err(e), None, None, "", None, None
             return
         shown = view.mesh or view.splats
-        what = "mesh" if view.mesh else "Gaussian splats"
+        what = ("the mesh" if view.mesh else "the Gaussian splats" if view.splats
+                else "no 3D file (" + str(view.metrics.get("mesh_note", "none was written")) + ")")
         label = viewer_tab.root_labels(settings.runs_roots)
         rel = f"{next(iter(label))}/{(job / 'run').relative_to(settings.fit_runs_dir).as_posix()}"
-        yield (_ok(f"Fitted in {view.metrics.get('total_seconds', '?')} s; showing the {what}. "
+        yield (_ok(f"Fitted in {view.metrics.get('total_seconds', '?')} s; showing {what}. "
                    f"The run is listed in the Viewer tab as `{rel}`.", notices),
                str(shown) if shown else None, str(view.orbit) if view.orbit else None,
                viewer_tab.metrics_markdown(view.metrics), [str(p) for p in view.renders],
                [str(p) for p in view.downloads])
 
     run.click(handler, [photos, use_sample, method, preset, steps], [status, view3d, orbit, metrics, renders, files],
-              concurrency_limit=1, concurrency_id="fit", show_progress="minimal")
+              concurrency_limit=1, concurrency_id="fit", show_progress="full", show_progress_on=[view3d])
 
 
 # ---------------------------------------------------------------------------------- viewer
@@ -199,13 +204,19 @@ def _viewer_tab(settings: AppSettings):
 
     refresh.click(do_refresh, None, run_list)
     open_btn.click(do_open, run_list, [status, mesh3d, splat3d, orbit, metrics, renders, files],
-                   concurrency_limit=2)
+                   concurrency_limit=2, show_progress_on=[mesh3d, splat3d])
     return run_list, do_refresh
 
 
 def build_app(settings: AppSettings) -> gr.Blocks:
-    """The page for resolved ``settings`` (queue enabled: concurrent requests wait in line)."""
-    with gr.Blocks(title="recon3d", analytics_enabled=False) as demo:
+    """The page for resolved ``settings`` (queue enabled: concurrent requests wait in line).
+
+    Sets ``GRADIO_TEMP_DIR`` to ``workdir/gradio`` first: every component takes its upload/cache
+    folder from it when it is created, so uploads and served copies stay inside the work folder.
+    """
+    os.environ["GRADIO_TEMP_DIR"] = str(settings.upload_dir)
+    # delete_cache: Gradio's copies of served files older than a day are removed hourly
+    with gr.Blocks(title="recon3d", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown("# recon3d\nPhotos to 3D: a feed-forward model from one photo, or a per-scene fit from "
                     "several. Jobs run one at a time per tab; others wait in the queue.")
         with gr.Tab("Image to 3D", elem_id="tab-image"):

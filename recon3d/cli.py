@@ -68,7 +68,8 @@ def cmd_fit(args) -> int:
     opts = FitOptions(data=args.data, images=args.images, format=args.format, downscale=args.downscale,
                       method=args.method, preset=args.preset, max_steps=args.max_steps, device=args.device,
                       backend=args.backend, out=args.out, resume=args.resume, orbit_frames=args.orbit_frames,
-                      matcher=args.matcher, mesh_resolution=args.mesh_resolution, poses=args.poses)
+                      matcher=args.matcher, mesh_resolution=args.mesh_resolution,
+                      config=args.config, poses=args.poses)
     m = run_fit(opts)
     if "test_psnr" in m:
         print(f"test PSNR {m['test_psnr']:.2f} dB  SSIM {m['test_ssim']:.4f}  "
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     s.add_argument("--mesh-resolution", type=int, default=None,
                    help="--method nerf/sdf: marching-cubes nodes per axis (default: the preset's)")
+    s.add_argument("--config", type=Path, default=None,
+                   help="method config JSON (a run's config.json, edited) instead of --preset")
     s.set_defaults(fn=cmd_fit)
 
     s = sub.add_parser("render", help="render views and an orbit from a fit run folder")

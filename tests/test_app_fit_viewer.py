@@ -1,4 +1,4 @@
-"""The web app's fit runner (progress parsing, subprocess handling), viewer (run listing, confinement), settings, CLI."""
+"""The web app's fit runner (progress, subprocess), viewer (run listing, confinement), settings and CLI."""
 
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ def test_list_and_resolve_runs(tmp_path):
     assert set(labels) == {"app/20260101-job-ab12/run", "outputs/sample_scene", "outputs/nested/deeper/r2"}
     assert labels[0] == "outputs/nested/deeper/r2"  # newest first
     assert viewer_tab.resolve_run("outputs/sample_scene", roots) == (outputs / "sample_scene").resolve()
-    for bad, msg in [("outputs/../elsewhere/secret", "not one of the listed"), ("outputs/linked", "outside the folders"),
+    for bad, msg in [("outputs/../elsewhere/secret", "not one of the listed"),
+                     ("outputs/linked", "outside the folders"),
                      ("nope/sample_scene", "not one of the listed"), ("outputs//etc", "not one of the listed"),
                      ("outputs/not_a_run", "not a finished run"), ("", "choose a run folder")]:
         with pytest.raises(DataError, match=msg):

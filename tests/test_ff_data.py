@@ -149,3 +149,7 @@ def test_cli_ffdata(tmp_path, capsys):
     assert rc == 0 and (out / "READY").is_file()
     assert "3 objects x 2 views at 8px" in capsys.readouterr().out
     assert load_manifest(out)["splits"] == {"train": 1, "val": 1, "test": 1}
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard_*.npz")}
+    assert main(["ffdata", "--out", str(out), "--objects", "3", "--views", "2", "--size", "8", "--val", "1",
+                 "--test", "1", "--seed", "5", "--no-ready"]) == 0  # complete set: nothing re-rendered
+    assert (out / "READY").is_file() and before == {p.name: p.stat().st_mtime_ns for p in out.glob("shard_*.npz")}

@@ -77,12 +77,13 @@ def test_export_vertex_colors_scale_and_axes(tmp_path, suffix):
     if suffix == ".glb":  # glTF stores linear light
         from recon3d.mesh.export import linear_to_srgb
 
-        np.testing.assert_allclose(linear_to_srgb(cols), colors, atol=0.02)
+        np.testing.assert_allclose(linear_to_srgb(cols), colors, atol=0.02)  # trimesh reads it as 8-bit
     else:
         np.testing.assert_allclose(cols, colors, atol=1 / 255 + 1e-6)
 
     back = load_mesh(paths[0], normalization=norm)
     np.testing.assert_allclose(back.vertices, mesh.vertices, atol=1e-5)
+    np.testing.assert_allclose(back.vertex_colors, colors, atol=1e-5 if suffix == ".glb" else 0.5 / 255 + 1e-6)
     assert signed_volume(back) > 0  # winding (outward normals) preserved
 
 
@@ -192,3 +193,49 @@ def test_glb_vertex_colors_are_linear_obj_ply_srgb(tmp_path):
     assert np.all(np.abs(raw_ply.astype(int) - 128) <= 1)
     back = load_mesh(tmp_path / "c.glb")
     assert np.allclose(back.vertex_colors, 0.5, atol=0.01)
+
+
+def test_glb_colors_are_float_linear_and_keep_darks(tmp_path):
+    """COLOR_0 is float32 linear light: dark sRGB values survive (8-bit linear would round 1/255 to 0)."""
+    import json
+    import struct
+
+    from recon3d.mesh.export import srgb_to_linear
+
+    V, F = _tetra_cloud()
+    colors = np.array([[1, 2, 3], [5, 20, 200], [128, 128, 128], [255, 0, 0], [0, 0, 0], [250, 128, 3]],
+                      np.float32) / 255
+    path = export_mesh(TriangleMesh(V, F, vertex_colors=colors), tmp_path / "dark.glb")[0]
+    data = path.read_bytes()
+    jlen = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(data[20:20 + jlen])
+    (prim,) = doc["meshes"][0]["primitives"]
+    acc = doc["accessors"][prim["attributes"]["COLOR_0"]]
+    assert (acc["componentType"], acc["type"], acc["count"]) == (5126, "VEC3", 6) and "normalized" not in acc
+    view = doc["bufferViews"][acc["bufferView"]]
+    binary = data[20 + jlen + 8:]
+    assert view["byteOffset"] % 4 == 0 and doc["buffers"][0]["byteLength"] <= len(binary)
+    raw = np.frombuffer(binary, "<f4", 18, view["byteOffset"]).reshape(6, 3)
+    np.testing.assert_allclose(raw, srgb_to_linear(colors), rtol=1e-6, atol=1e-9)
+    back = load_mesh(path)
+    np.testing.assert_allclose(back.vertex_colors, colors, atol=1e-5)
+    np.testing.assert_allclose(back.vertices, V, atol=1e-6)  # the other buffers survived the re-packing
+    np.testing.assert_array_equal(back.faces, F)
+
+
+@pytest.mark.parametrize("up", ["-y", (0.3, -0.2, 0.9), "x"])
+def test_ply_holds_what_blender_makes_of_the_glb(tmp_path, up):
+    """Blender's PLY importer applies no axis conversion: the PLY holds Blender's Z-up coordinates,
+    the same ones its glTF importer makes of the Y-up GLB, for any capture up axis."""
+    from recon3d.mesh.export import axis_vector
+
+    V, F = _tetra_cloud()  # (0, 0, 2.2) is the top in a Z-up world; rotate the world so `up` is up
+    R = rotation_between("z", up)
+    mesh = TriangleMesh(V @ R.T, F)
+    glb = trimesh.load(export_mesh(mesh, tmp_path / "m.glb", up_axis=up)[0], force="mesh", process=False)
+    ply = trimesh.load(export_mesh(mesh, tmp_path / "m.ply", up_axis=up)[0], force="mesh", process=False)
+    in_blender = _blender_import(np.asarray(glb.vertices))
+    np.testing.assert_allclose(np.asarray(ply.vertices), in_blender, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ply.vertices)[:, 2], (V @ R.T) @ axis_vector(up), atol=1e-5)  # heights
+    assert np.argmax(np.asarray(ply.vertices)[:, 2]) == 4  # the top is the highest point along +Z
+    np.testing.assert_allclose(load_mesh(tmp_path / "m.ply", up_axis=up).vertices, mesh.vertices, atol=1e-5)

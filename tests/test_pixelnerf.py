@@ -149,7 +149,29 @@ def _sphere_batch(B=2, V=3, size=16):
     rgb = torch.where(hit[..., None], color, torch.ones(3))
     images = rgb.reshape(B, V, size, size, 3).permute(0, 1, 4, 2, 3).contiguous()
     masks = hit.float().reshape(B, V, 1, size, size)
-    return {"images": images, "masks": masks, "K": K.contiguous(), "c2w": c2w}
+    forward = c2w.reshape(-1, 4, 4)[:, None, :3, 2]
+    z_depth = torch.where(hit, t * (d * forward).sum(-1), torch.zeros_like(t))  # camera z, 0 on background
+    depths = z_depth.reshape(B, V, 1, size, size)
+    return {"images": images, "masks": masks, "depths": depths, "K": K.contiguous(), "c2w": c2w}
+
+
+def test_sampled_training_rays_match_their_pixels():
+    """Rays drawn for supervision carry their own pixel's color, mask and ray distance to the surface."""
+    torch.manual_seed(6)
+    batch = _sphere_batch(B=2, V=3, size=16)
+    model = PixelNeRF(PixelNeRFConfig.tiny(rays_per_object=200))
+    rays = model.sample_rays(batch, num_source=1)
+    assert rays["origins"].shape == (2, 200, 3) and rays["distance"].shape == (2, 200, 1)
+    # the sphere surface point at the target distance: on the sphere of radius 0.6 for object rays
+    hit = rays["mask"][..., 0] > 0.5
+    surf = rays["origins"] + rays["distance"] * rays["directions"]
+    assert hit.float().mean() > 0.4  # foreground-weighted sampling (about 2/3 expected)
+    assert torch.allclose(surf[hit].norm(dim=-1), torch.full_like(surf[hit][:, 0], 0.6), atol=1e-4)
+    # colors: red above z=0, blue below, white background
+    col = rays["rgb"]
+    up = hit & (surf[..., 2] > 0)
+    assert torch.allclose(col[up], torch.tensor([0.9, 0.1, 0.1]).expand_as(col[up]))
+    assert torch.allclose(col[~hit], torch.ones_like(col[~hit]))
 
 
 def test_short_training_run_lowers_loss():
@@ -161,7 +183,7 @@ def test_short_training_run_lowers_loss():
     losses = []
     for step in range(40):
         loss, logs = model.training_step(batch, step)
-        assert set(logs) >= {"loss", "color_mse", "psnr", "num_source", "mask_mse"}
+        assert set(logs) >= {"loss", "color_mse", "psnr", "num_source", "mask_mse", "depth_l1"}
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -260,7 +260,6 @@ def generate_dataset(out_dir: str | Path, cfg: GenerationConfig, workers: int = 
             for p in [*out.glob("shard_*.npz"), out / "manifest.json", out / "READY"]:
                 p.unlink(missing_ok=True)
     atomic_write_json(gen_path, cfg.canonical())
-    (out / "manifest.json").unlink(missing_ok=True)
 
     metas: dict[int, list[dict]] = {}
     todo = []
@@ -270,6 +269,9 @@ def generate_dataset(out_dir: str | Path, cfg: GenerationConfig, workers: int = 
             todo.append(k)
         else:
             metas[k] = m
+    if todo:  # the set is incomplete until the new manifest is written
+        for p in (out / "READY", out / "manifest.json"):
+            p.unlink(missing_ok=True)
     done_objects = sum(len(m) for m in metas.values())
     bar = tqdm(total=cfg.num_objects, initial=done_objects, unit="obj", desc="ffdata", disable=not show_progress)
     if workers > 1 and len(todo) > 1:

@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -343,6 +344,7 @@ def _run(model_name, cls, cfg, data_dir, out, ckpt, ckpt_file, overrides, dev, r
     else:
         torch.manual_seed(cfg.seed + rank)
         np.random.seed((cfg.seed + rank) % 2**32)
+        random.seed(cfg.seed + rank)
 
     if main:
         out.mkdir(parents=True, exist_ok=True)

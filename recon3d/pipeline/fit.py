@@ -49,6 +49,7 @@ class FitOptions:
     matcher: str = "auto"  # SfM matcher for --images
     poses: str = "colmap"  # --images poses: "colmap" (pycolmap SfM) or "vggt" (feed-forward model)
     mesh_resolution: int | None = None  # nerf/sdf: marching-cubes nodes per axis (None: the config's)
+    config: Path | None = None  # a method config JSON (as written to a run's config.json) instead of --preset
 
 
 def default_out_dir(opts: FitOptions) -> Path:
@@ -101,6 +102,11 @@ def _config(opts: FitOptions, out: Path):
         if opts.max_steps:
             cfg.max_steps = opts.max_steps
         return cfg
+    if opts.config is not None:
+        cfg = SplatConfig.load(opts.config)
+        cfg.max_steps = opts.max_steps or cfg.max_steps
+        cfg.backend = opts.backend or cfg.backend
+        return cfg
     return preset(opts.preset, max_steps=opts.max_steps, backend=opts.backend)
 
 
@@ -136,11 +142,12 @@ def field_method(method: str):
 
 
 def _field_config(opts: FitOptions, out: Path):
-    """The nerf/sdf config: the run's config.json on --resume, else the preset (with --max-steps)."""
+    """The nerf/sdf config: the run's config.json on --resume, else --config, else the preset;
+    --max-steps and --mesh-resolution override."""
     _, config_cls, preset = field_method(opts.method)
     cfg_path = out / "config.json"
-    if opts.resume and cfg_path.exists():
-        cfg = config_cls.load(cfg_path)
+    if (opts.resume and cfg_path.exists()) or opts.config is not None:
+        cfg = config_cls.load(cfg_path if opts.resume and cfg_path.exists() else opts.config)
         if opts.max_steps:
             cfg.max_steps = opts.max_steps
     else:

@@ -35,7 +35,7 @@ def load_run_options(run_dir: Path) -> FitOptions:
         raise DataError(path, f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
     names = {f.name for f in fields(FitOptions)}
     opts = FitOptions(**{k: v for k, v in d.items() if k in names})
-    for k in ("data", "images", "out"):
+    for k in ("data", "images", "out", "config"):
         if getattr(opts, k) is not None:
             setattr(opts, k, Path(getattr(opts, k)))
     return opts

@@ -10,7 +10,8 @@ Steps: reset Blender to factory settings with an empty scene (and delete any obj
 file with the importer Blender uses for its suffix at its default settings (``.glb``/``.gltf``:
 ``import_scene.gltf``; ``.obj``: ``wm.obj_import``; ``.ply``: ``wm.ply_import``), then report:
 
-* ``objects``: every object (name, type, ``matrix_world`` 4x4, dimensions in Blender units) and, for
+* ``objects``: every object (name, type, ``matrix_world`` 4x4, ``dimensions``: Blender's own, i.e. the
+  local bounding box times the scale, *before* the object's rotation) and, for
   meshes, vertex / face / loop (face corner) counts and whether all faces are triangles;
 * ``world_bbox``: min / max / size of all mesh vertices in Blender's Z-up world, i.e. after the
   importer's object rotation (vertices mapped by ``obj.matrix_world``);
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -230,7 +232,8 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"{args.path}: no such file")
     probes = [[float(x) for x in p.split(",")] for p in args.probe]
     facts = inspect(args.path.resolve(), probes, args.dump)
-    text = json.dumps(facts, indent=1)
+    text = re.sub(r"\[\s+([-+\d.eE,\s]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]",
+                  json.dumps(facts, indent=1))  # numeric lists on one line
     if args.out:
         args.out.write_text(text)
     else:

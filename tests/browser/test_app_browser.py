@@ -23,12 +23,15 @@ pytestmark = pytest.mark.browser
 SAMPLE_IMAGES = REPO_ROOT / "data" / "sample_scene" / "images"
 
 
-def _status(page, elem: str, expect: str, timeout_ms: int) -> str:
-    """Wait until the status box ``elem`` shows ``expect`` (or an error), and return its text."""
+def _click_and_wait(page, button: str, status: str, timeout_ms: int) -> str:
+    """Click ``button``, wait until the status box ``status`` shows a new final message, return it."""
+    before = page.locator(status).inner_text()
+    page.locator(button).click()
     page.wait_for_function(
-        "([sel, want]) => { const t = document.querySelector(sel)?.innerText || '';"
-        " return t.includes(want) || t.includes('Error'); }", arg=[elem, expect], timeout=timeout_ms)
-    return page.locator(elem).inner_text()
+        "([sel, old]) => { const t = (document.querySelector(sel)?.innerText || '').trim();"
+        " return t.length > 0 && t !== old.trim() && !/processing|queue:|Running:/.test(t); }",
+        arg=[status, before], timeout=timeout_ms)
+    return page.locator(status).inner_text().strip()
 
 
 def _upload(page, elem: str, files) -> None:
@@ -63,22 +66,24 @@ def test_image_to_3d_in_the_browser(page, app_server, artifacts, tmp_path):
     # a bad upload: a readable message in the page, no traceback
     (tmp_path / "notes.txt").write_text("not a photo")
     _upload(page, "#i2d-upload", str(tmp_path / "notes.txt"))
-    page.locator("#i2d-run").click()
-    text = _status(page, "#i2d-status", "Error", 30_000)
+    text = _click_and_wait(page, "#i2d-run", "#i2d-status", 30_000)
     assert "notes.txt: is not an image file" in text
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
     _upload(page, "#i2d-upload", str(tmp_path / "broken.png"))
-    page.locator("#i2d-run").click()
-    page.wait_for_function("document.querySelector('#i2d-status').innerText.includes('broken.png')")
-    assert "broken.png: is" in page.locator("#i2d-status").inner_text()
+    text = _click_and_wait(page, "#i2d-run", "#i2d-status", 30_000)
+    assert text.startswith("Error: broken.png: is"), text
     body = page.locator("body").inner_text()
     assert "Traceback" not in body and 'File "' not in body
     page.screenshot(path=str(artifacts / "app_bad_upload.png"), full_page=True)
 
+    # the bundled examples fill the upload box
+    page.get_by_role("button", name="r_13.png").click()
+    page.wait_for_function("(document.querySelector('#i2d-upload')?.innerText || '').replace(/\\s/g, '')"
+                           ".includes('r_13.png')")
+
     # a bundled example photo -> mesh in the 3D view, turntable, downloads
     _upload(page, "#i2d-upload", str(EXAMPLE))
-    page.locator("#i2d-run").click()
-    text = _status(page, "#i2d-status", "Done.", 240_000)
+    text = _click_and_wait(page, "#i2d-run", "#i2d-status", 240_000)
     assert text.startswith("Done.") and "face mesh from r_0.png" in text, text
     link = page.locator("#i2d-model3d a[data-testid=model3d-download-link]")
     link.wait_for(state="attached")
@@ -115,8 +120,7 @@ def test_fit_then_view_in_the_browser(page, app_server, artifacts, tmp_path):
     # too few photos: a readable message
     two = [str(SAMPLE_IMAGES / "r_0.png"), str(SAMPLE_IMAGES / "r_1.png")]
     _upload(page, "#fit-upload", two)
-    page.locator("#fit-run").click()
-    text = _status(page, "#fit-status", "Error", 30_000)
+    text = _click_and_wait(page, "#fit-run", "#fit-status", 30_000)
     assert "2 usable photo(s); fitting needs at least 3" in text
 
     # the bundled sample scene, Gaussian splats, a few steps
@@ -125,8 +129,10 @@ def test_fit_then_view_in_the_browser(page, app_server, artifacts, tmp_path):
     page.get_by_role("option", name="splat", exact=True).click()
     page.locator("#fit-steps input").fill("60")
     page.locator("#fit-run").click()
-    page.wait_for_function("document.querySelector('#fit-status').innerText.includes('Running')", timeout=60_000)
-    text = _status(page, "#fit-status", "Done.", 280_000)
+    page.wait_for_function("document.querySelector('#fit-status').innerText.includes('Running:')", timeout=60_000)
+    page.wait_for_function("/^(Done|Error)/.test((document.querySelector('#fit-status')?.innerText || '').trim())",
+                           timeout=280_000)
+    text = page.locator("#fit-status").inner_text().strip()
     assert text.startswith("Done.") and "Gaussian splats" in text, text
     assert "test PSNR (dB)" in page.locator("#fit-metrics").inner_text()
     link = page.locator("#fit-model3d a[data-testid=model3d-download-link]")
@@ -143,8 +149,7 @@ def test_fit_then_view_in_the_browser(page, app_server, artifacts, tmp_path):
     page.locator("#viewer-run input").click()
     label = f"app/{runs[0].parent.parent.name}/run"
     page.get_by_role("option", name=label).click()
-    page.locator("#viewer-open").click()
-    text = _status(page, "#viewer-status", "Done.", 30_000)
+    text = _click_and_wait(page, "#viewer-open", "#viewer-status", 30_000)
     assert "splats" in text and "renders" in text, text
     assert _wait_drawn(page, "#viewer-splats") > 3.0
     page.screenshot(path=str(artifacts / "app_viewer.png"), full_page=True)

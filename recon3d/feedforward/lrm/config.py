@@ -45,6 +45,9 @@ class LRMConfig(ConfigIO):
         triplane_low_res: learned triplane tokens per plane side (3 * low_res**2 tokens).
         triplane_high_res: plane side after the transposed-conv upsampling (a multiple of low_res).
         triplane_dim: feature channels per plane.
+        projected_tokens: add to each learned token the source image's patch features at the
+            projection of its cell centre (:func:`~.networks.projected_token_features`; recon3d's
+            addition for fast small-scale training, off in the published config).
     Triplane NeRF:
         aggregate: ``"concat"`` (3 * triplane_dim MLP input, OpenLRM) or ``"sum"`` of the planes' features.
         mlp_hidden, mlp_layers: MLP width and number of linear layers (>= 2).
@@ -78,6 +81,7 @@ class LRMConfig(ConfigIO):
     triplane_low_res: int = 8
     triplane_high_res: int = 32
     triplane_dim: int = 24
+    projected_tokens: bool = True
 
     aggregate: str = "concat"
     mlp_hidden: int = 64
@@ -127,7 +131,7 @@ def published_config(**overrides) -> LRMConfig:
         image_size=512, patch_size=16, encoder_dim=768, encoder_layers=12, encoder_heads=12, encoder_mlp_ratio=4.0,
         camera_embed_dim=1024, canonical_yaw=False,
         decoder_dim=1024, decoder_layers=16, decoder_heads=16, decoder_mlp_ratio=4.0,
-        triplane_low_res=32, triplane_high_res=64, triplane_dim=80,
+        triplane_low_res=32, triplane_high_res=64, triplane_dim=80, projected_tokens=False,
         aggregate="concat", mlp_hidden=64, mlp_layers=4,
         num_coarse=64, num_fine=64,
     )

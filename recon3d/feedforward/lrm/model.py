@@ -5,6 +5,8 @@ Pipeline (shapes for batch B, source image S x S, ``C`` triplane channels, plane
 1. :class:`~.networks.ViTEncoder`: the source image, resized to ``config.image_size``, -> image tokens
    (B, 1 + (S/p)^2, D_enc).
 2. :func:`~.networks.camera_vector` + :class:`~.networks.CameraEmbedder`: the source camera -> (B, E).
+   With ``config.projected_tokens`` (the shipped tiny model), the decoder's learned tokens also get
+   the image features found where their cells project into the source view (see :mod:`~.networks`).
 3. :class:`~.networks.TriplaneDecoder`: learned triplane tokens cross-attend to the image tokens,
    self-attend, pass an MLP, all behind camera-modulated layer norms -> triplanes (B, 3, C, R, R).
 4. :class:`~.triplane.TriplaneMLP` on bilinear plane features (axes: :mod:`~.triplane`) -> density and
@@ -43,8 +45,8 @@ from recon3d.feedforward.base import Batch, ConditionedRadianceField
 from recon3d.feedforward.rendering import RenderOptions, camera_rays, density_mesh, render_rays, render_view
 
 from .config import LRMConfig
-from .networks import CameraEmbedder, TriplaneDecoder, ViTEncoder, camera_vector
-from .triplane import TriplaneMLP, sample_triplane
+from .networks import CameraEmbedder, TriplaneDecoder, ViTEncoder, camera_vector, projected_token_features
+from .triplane import PLANE_AXES, TriplaneMLP, sample_triplane
 
 #: azimuth (radians, from +X towards +Y) where ``canonical_yaw`` puts the source camera.
 CANONICAL_AZIMUTH = -math.pi / 2
@@ -84,7 +86,15 @@ class LRM(ConditionedRadianceField):
         self.decoder = TriplaneDecoder(c.decoder_dim, c.decoder_layers, c.decoder_heads, c.decoder_mlp_ratio,
                                        image_dim=c.encoder_dim, cond_dim=c.camera_embed_dim,
                                        low_res=c.triplane_low_res, high_res=c.triplane_high_res,
-                                       channels=c.triplane_dim)
+                                       channels=c.triplane_dim, projected_tokens=c.projected_tokens)
+        if c.projected_tokens:  # (3 h h, 3) token cell centres, each on its plane through the origin
+            h = c.triplane_low_res
+            centers = ((2 * torch.arange(h, dtype=torch.float32) + 1) / h - 1) * c.scene_bound
+            rr, cc = torch.meshgrid(centers, centers, indexing="ij")
+            pts = torch.zeros(3, h, h, 3)
+            for k, (ac, ar) in enumerate(PLANE_AXES):
+                pts[k, :, :, ac], pts[k, :, :, ar] = cc, rr
+            self.register_buffer("token_points", pts.reshape(-1, 3), persistent=False)
         self.field = TriplaneMLP(c.triplane_dim, c.mlp_hidden, c.mlp_layers, c.aggregate,
                                  c.density_scale, c.density_bias)
 
@@ -94,7 +104,7 @@ class LRM(ConditionedRadianceField):
         """Trainer settings that suit the tiny model on the 64 px synthetic set (CPU)."""
         c = LRMConfig()
         return {"batch_size": 4, "views_per_item": 4, "lr": c.lr, "weight_decay": c.weight_decay,
-                "warmup_steps": c.warmup_steps, "steps": 1500, "val_every": 250, "val_batches": 2,
+                "warmup_steps": c.warmup_steps, "steps": 2000, "val_every": 250, "val_batches": 2,
                 "ckpt_every": 250, "log_every": 25, "num_workers": 0}
 
     # ------------------------------------------------------------------ field
@@ -124,7 +134,11 @@ class LRM(ConditionedRadianceField):
         T = T0.clone()
         T[:, :3, :] = R @ T0[:, :3, :]  # the source camera in the triplane frame
         cam = self.camera_embedder(camera_vector(K0, T, W, H))
-        planes = self.decoder(self.encoder(img), cam)
+        tokens = self.encoder(img)
+        projected = None
+        if self.config.projected_tokens:
+            projected = projected_token_features(tokens[:, 1:], K0, T, W, H, self.token_points)
+        planes = self.decoder(tokens, cam, projected)
         return {"planes": planes, "rotation": R}
 
     def query(self, latent: dict[str, Tensor], points: Tensor, directions: Optional[Tensor]) -> tuple[Tensor, Tensor]:

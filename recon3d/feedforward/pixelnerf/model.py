@@ -9,7 +9,7 @@ ResNet-FC MLP per view, pools the views, and returns density and RGB. Rendering 
 Training (``training_step``): the first ``S`` views of each object are the sources (``S`` uniform in
 ``[min_source_views, max_source_views]``, at most ``V - 1``), ``rays_per_object`` rays are drawn from
 the remaining views (weighted toward the object mask) and rendered over white; loss = color MSE +
-``mask_loss_weight`` * MSE(opacity, mask).
+``mask_loss_weight`` * MSE(opacity, mask) + ``depth_loss_weight`` * L1(ray distance) on object rays.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .mlp import PositionalEncoding, ResnetFC
 from .projection import project, rotate_to_camera, sample_features, to_axes, world_to_camera
 
 #: rays per chunk of full-view renders (smaller chunks keep the MLP activations in cache on CPU).
-RENDER_CHUNK = 1024
+RENDER_CHUNK = 256
 
 
 class PixelNeRF(ConditionedRadianceField):
@@ -117,8 +117,9 @@ class PixelNeRF(ConditionedRadianceField):
     def sample_rays(self, batch: Batch, num_source: int, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
         """``rays_per_object`` random rays per object from the non-source views.
 
-        Returns dict with ``origins``/``directions`` (B, R, 3), ``rgb`` (B, R, 3) and ``mask`` (B, R, 1)
-        targets. Pixels covered by the mask get weight ``1 + foreground_weight``, others 1.
+        Returns dict with ``origins``/``directions`` (B, R, 3), ``rgb`` (B, R, 3), ``mask`` (B, R, 1)
+        and, when the batch has ``depths``, ``distance`` (B, R, 1): the ray distance (world units) to the
+        surface, ``z / (d . forward)``. Pixels covered by the mask get weight ``1 + foreground_weight``.
         """
         images, K, c2w = batch["images"][:, num_source:], batch["K"][:, num_source:], batch["c2w"][:, num_source:]
         B, T, _, H, W = images.shape
@@ -135,7 +136,14 @@ class PixelNeRF(ConditionedRadianceField):
         def take(x: Tensor) -> Tensor:
             return torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
 
-        return {"origins": take(o), "directions": take(d), "rgb": take(rgb), "mask": take(mask)}
+        rays = {"origins": take(o), "directions": take(d), "rgb": take(rgb), "mask": take(mask)}
+        depths = batch.get("depths")
+        if depths is not None:
+            z = take(depths[:, num_source:].reshape(B, T * H * W, 1))
+            forward = c2w[..., :3, 2].reshape(B, T, 1, 3).expand(B, T, H * W, 3).reshape(B, T * H * W, 3)
+            cos = (rays["directions"] * take(forward)).sum(-1, keepdim=True)
+            rays["distance"] = z / cos.clamp_min(1e-6)
+        return rays
 
     def num_source_views(self, num_views: int, generator: Optional[torch.Generator] = None) -> int:
         """Random number of source views for a training step (at least one target view remains)."""
@@ -159,6 +167,12 @@ class PixelNeRF(ConditionedRadianceField):
             mask_loss = F.mse_loss(out["opacity"], rays["mask"])
             loss = loss + self.config.mask_loss_weight * mask_loss
             logs["mask_mse"] = float(mask_loss.detach())
+        if self.config.depth_loss_weight > 0 and "distance" in rays:
+            fg = (rays["mask"] > 0.5) & (rays["distance"] > 0)
+            if bool(fg.any()):
+                depth_l1 = (out["depth"] - rays["distance"]).abs()[fg].mean()
+                loss = loss + self.config.depth_loss_weight * depth_l1
+                logs["depth_l1"] = float(depth_l1.detach())
         logs["loss"] = float(loss.detach())
         return loss, logs
 

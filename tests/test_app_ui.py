@@ -1,0 +1,59 @@
+"""The Gradio page builds, queues heavy jobs one at a time, and its server serves nothing outside its folders."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from apps.settings import REPO_ROOT, AppSettings  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "elsewhere"))  # restored after the test
+    runs = tmp_path / "outputs"
+    (runs / "r1").mkdir(parents=True)
+    (runs / "r1" / "metrics.json").write_text(json.dumps({"method": "splat"}))
+    return AppSettings(workdir=str(tmp_path / "work"), runs_roots=[str(runs)]).resolved()
+
+
+def test_build_app_queues_heavy_jobs(settings):
+    from apps.ui import build_app
+
+    demo = build_app(settings)
+    by_name = {}
+    for f in demo.fns.values():
+        by_name.setdefault(f.name, []).append(f)
+    image, fit = by_name["handler"]
+    assert (image.concurrency_limit, image.concurrency_id) == (1, "image_to_3d")
+    assert (fit.concurrency_limit, fit.concurrency_id) == (1, "fit")
+    assert demo._queue.max_size == 32
+    caches = {getattr(b, "GRADIO_CACHE", None) for b in demo.blocks.values()} - {None}
+    assert caches == {str(settings.upload_dir)}  # uploads and served copies stay in the work folder
+    tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert tabs == ["Image to 3D", "Fit from photos", "Viewer"]
+
+
+def test_server_serves_only_app_files(settings):
+    from apps.ui import launch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _app, url, _ = launch(settings, host="127.0.0.1", port=port, block=False)
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200 and b"recon3d" in r.read()
+        for path in ("/etc/passwd", str(REPO_ROOT / "pyproject.toml")):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=10)
+            assert e.value.code in (403, 404)
+    finally:
+        gr.close_all()
