@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -116,6 +117,7 @@ def _fit_tab(settings: AppSettings) -> None:
 
     def handler(uploads, sample_on, method_name, preset_name, n_steps, progress=gr.Progress()):
         skip = gr.skip()
+        job = None
         try:
             n = fit_tab.validate_fit_request(method_name, preset_name, n_steps, methods, settings.fit_max_steps)
             if sample_on:
@@ -132,6 +134,8 @@ def _fit_tab(settings: AppSettings) -> None:
                                     max_zip_bytes=settings.max_zip_bytes)
                 src, notices = ps.folder, ps.notices
         except Exception as e:  # noqa: BLE001
+            if job is not None:  # nothing to keep from a request refused before fitting
+                shutil.rmtree(job, ignore_errors=True)
             yield _err(e), None, None, "", None, None
             return
         cmd = fit_tab.fit_command(src, job / "run", method=method_name, preset=preset_name, steps=n,
@@ -155,8 +159,7 @@ def _fit_tab(settings: AppSettings) -> None:
         shown = view.mesh or view.splats
         what = ("the mesh" if view.mesh else "the Gaussian splats" if view.splats
                 else "no 3D file (" + str(view.metrics.get("mesh_note", "none was written")) + ")")
-        label = viewer_tab.root_labels(settings.runs_roots)
-        rel = f"{next(iter(label))}/{(job / 'run').relative_to(settings.fit_runs_dir).as_posix()}"
+        rel = f"app/{job.name}/run"  # the viewer's label: the app's own runs root comes first, as "app"
         yield (_ok(f"Fitted in {view.metrics.get('total_seconds', '?')} s; showing {what}. "
                    f"The run is listed in the Viewer tab as `{rel}`.", notices),
                str(shown) if shown else None, str(view.orbit) if view.orbit else None,

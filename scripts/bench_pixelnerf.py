@@ -48,6 +48,49 @@ def scores(pred: torch.Tensor, gt: torch.Tensor) -> tuple[list[float], list[floa
     return psnr(pred, gt).tolist(), [float(ssim(p, g)) for p, g in zip(pred, gt)]
 
 
+@torch.no_grad()
+def calibrate_threshold(model, ds: MultiViewDataset, n_objects: int, num_source: int = 1) -> tuple[float, float]:
+    """Density level that best separates inside from free space on ``n_objects`` objects of ``ds``.
+
+    From each object's non-source views, pixels with mask > 0.99 give an inside point 0.03 world
+    units behind the surface (depth map) and a free-space point 0.1 units in front of it; pixels
+    with mask 0 give a free-space point at a random distance in the scene cube. Returns the level
+    (log-spaced grid, 1/world units) with the best balanced accuracy, and that accuracy.
+    """
+    from recon3d.feedforward.rendering import camera_rays
+
+    gen = torch.Generator().manual_seed(0)
+    inside, outside = [], []
+    for i in range(n_objects):
+        item = ds[i]
+        b = {k: v[None] for k, v in item.items()}
+        latent = model.encode(b["images"][:, :num_source], b["K"][:, :num_source], b["c2w"][:, :num_source])
+        for v in range(num_source, item["images"].shape[0]):
+            H, W = item["images"].shape[-2:]
+            o, d = camera_rays(item["K"][v][None], item["c2w"][v][None], H, W)
+            fwd = item["c2w"][v][:3, 2]
+            z = item["depths"][v].reshape(-1)
+            m = item["masks"][v].reshape(-1)
+            t = z / (d[0] @ fwd).clamp_min(1e-6)
+            fg, bg = (m > 0.99) & (z > 0), m == 0
+            p_in = o[0][fg] + (t[fg] + 0.03)[:, None] * d[0][fg]
+            p_front = o[0][fg] + (t[fg] - 0.1)[:, None] * d[0][fg]
+            tb = 2.0 + 3.0 * torch.rand(int(bg.sum()), generator=gen)
+            p_bg = o[0][bg] + tb[:, None] * d[0][bg]
+            p_bg = p_bg[(p_bg.abs() < model.scene_bound).all(-1)]
+            pts = torch.cat([p_in, p_front, p_bg])
+            sigma, _ = model.query(latent, pts[None], None)
+            inside.append(sigma[0, :len(p_in)])
+            outside.append(sigma[0, len(p_in):])
+    inside, outside = torch.cat(inside), torch.cat(outside)
+    best = (0.0, 10.0)
+    for level in torch.logspace(-1, 3, 81).tolist():
+        acc = 0.5 * (float((inside > level).float().mean()) + float((outside <= level).float().mean()))
+        if acc > best[0]:
+            best = (acc, level)
+    return best[1], best[0]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=Path("outputs/ffdata64"), help="feed-forward data set folder")
@@ -60,6 +103,9 @@ def main(argv=None) -> int:
     p.add_argument("--num-fine", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    p.add_argument("--calibrate-threshold", type=int, default=0, metavar="N",
+                   help="also print the mesh density level that best separates inside from outside on N "
+                        "val objects (1 source view)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -76,6 +122,14 @@ def main(argv=None) -> int:
     size = ds.image_size
     mean_img = mean_train_image(args.data, 100, 8, size)
     targets = list(range(first_target, first_target + args.targets))
+
+    calibration = None
+    if args.calibrate_threshold > 0:
+        val = MultiViewDataset(args.data, "val", views_per_item=4, seed=0)
+        level, acc = calibrate_threshold(model, val, min(args.calibrate_threshold, len(val)))
+        calibration = {"mesh_threshold": level, "balanced_accuracy": acc}
+        print(f"mesh density level {level:.3g} / world unit separates inside from free space with balanced "
+              f"accuracy {acc:.3f} (val split, 1 source view); current config: {model.config.mesh_threshold:g}")
 
     rows: dict[str, dict[str, list[float]]] = {}
 
@@ -117,6 +171,7 @@ def main(argv=None) -> int:
             "split": args.split, "objects": n_obj, "targets_per_object": len(targets), "image_size": size,
             "checkpoint": str(args.checkpoint or "shipped"), "seconds_per_view": t_model / max(n_views, 1),
             "results": {k: {"psnr": mean(v["psnr"]), "ssim": mean(v["ssim"]), "n": len(v["psnr"])} for k, v in rows.items()},
+            "calibration": calibration,
         })
     return 0
 

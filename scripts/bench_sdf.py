@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--preset", default="default", choices=("quick", "default", "high"))
     ap.add_argument("--geometry", default=None, choices=("mlp", "hashgrid"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the shared 2-core machine: 1)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resolution", type=int, default=256, help="marching-cubes grid")
     ap.add_argument("--points", type=int, default=100_000, help="surface samples per mesh for the metrics")
@@ -43,6 +43,7 @@ def main() -> None:
     import trimesh
 
     from recon3d.core.metrics import chamfer_distance, fscore, sample_mesh_points
+    from recon3d.mesh import export_mesh
     from recon3d.io import load_scene
     from recon3d.io.normalize import normalize_scene
     from recon3d.methods.sdf import SdfTrainer, preset
@@ -67,11 +68,13 @@ def main() -> None:
     gt = trimesh.load(gt_path, force="mesh", process=False)
     gt_v, gt_f = np.asarray(gt.vertices, dtype=np.float64), np.asarray(gt.faces, dtype=np.int64)
     diag = float(np.linalg.norm(gt_v.max(0) - gt_v.min(0)))
+    gt_radius = float(np.linalg.norm(gt_v, axis=-1).max())  # the generator centers objects at the origin
     result = {"scene": str(args.data), "preset": args.preset, "geometry": cfg.field.geometry, "steps": summary["steps"],
               "train_seconds": round(summary["train_seconds"], 1), "wall_seconds_fit": round(t_fit, 1),
               "mesh_seconds": round(t_mesh, 1), "mesh_resolution": args.resolution,
               "mesh_vertices": mesh.num_vertices, "mesh_faces": mesh.num_faces,
-              "marching": mesh.metadata.get("marching"), "gt_bbox_diagonal": round(diag, 4),
+              "extraction": mesh.metadata.get("extraction", "none"), "gt_bbox_diagonal": round(diag, 4),
+              "gt_radius": round(gt_radius, 4),
               "units": "scene world units (gt_mesh.ply frame)", "sphere_radius_normalized": trainer.field.radius}
     if mesh.num_faces == 0:
         result["error"] = "empty mesh"
@@ -92,17 +95,14 @@ def main() -> None:
                        "eval_seconds": round(time.perf_counter() - t2, 1)})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps({**result, "history": summary["history"]}, indent=2))
-    try:
-        from recon3d.mesh import export_mesh  # the shared exporter, when present
+    if mesh.num_faces:  # the mesh is already in world units: no normalization to undo; PLY keeps the axes
         export_mesh(mesh, args.out / "mesh.ply")
-    except Exception:  # no exporter in this checkout: write a plain PLY with trimesh
-        colors = None if mesh.vertex_colors is None else (mesh.vertex_colors * 255 + 0.5).astype(np.uint8)
-        trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_colors=colors, process=False).export(args.out / "mesh.ply")
 
     print(f"SDF bench on {args.data} (device {trainer.device}, {args.threads} threads, geometry {cfg.field.geometry})")
     print(f"  steps {summary['steps']}, training {summary['train_seconds']:.1f} s, mesh {t_mesh:.1f} s at "
-          f"{args.resolution}^3 ({mesh.num_faces} faces, {result['marching']})")
-    print(f"  ground truth: {gt_path} (world units; bbox diagonal {diag:.3f})")
+          f"{args.resolution}^3 ({mesh.num_faces} faces, {result['extraction']})")
+    print(f"  ground truth: {gt_path}, world units: object radius {gt_radius:.3f} (farthest vertex from the "
+          f"origin), bbox diagonal {diag:.3f}")
     if "chamfer" in result:
         print(f"  Chamfer {result['chamfer']:.5f} (accuracy {result['accuracy']:.5f}, completeness "
               f"{result['completeness']:.5f}) = {100 * result['chamfer_relative_to_diag']:.2f}% of the diagonal")

@@ -107,3 +107,20 @@ def test_frequency_encoding():
     assert torch.allclose(y[:, :3], x)
     assert torch.allclose(y[:, 3:6], torch.sin(x)) and torch.allclose(y[:, 3 + 12:6 + 12], torch.cos(x))
     assert torch.allclose(y[:, 3 + 9:3 + 12], torch.sin(8 * x), atol=1e-6)
+
+
+def test_hash_grid_points_on_the_far_faces():
+    """u = 1 (the cube's far faces and corner) stays inside each level's rows: no index past the
+    table even when every level is dense, and the feature is continuous there."""
+    enc = HashGridEncoding(num_levels=2, features_per_level=2, log2_hashmap_size=10, base_resolution=4,
+                           max_resolution=8)
+    assert not enc.hashed_levels  # all dense: the last level ends the table
+    with torch.no_grad():
+        enc.table.normal_()
+    corner = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.3, 0.0], [0.0, 1.0, 1.0]])
+    idx, w = enc.corners(corner)
+    starts = torch.tensor([0, enc.level_sizes[0]])
+    ends = starts + torch.tensor(enc.level_sizes)
+    assert ((idx >= starts[None, :, None]) & (idx < ends[None, :, None])).all()
+    inside = corner - 1e-6 * (corner > 0.5)
+    assert torch.allclose(enc(corner), enc(inside), atol=1e-4)

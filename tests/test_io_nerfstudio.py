@@ -268,3 +268,55 @@ def test_writer_normalized_scene_goes_out_in_capture_world(tmp_path):
     _write(tmp_path, {**meta, "ply_file_path": None})  # same folder as n.json: file paths stay valid
     legacy = read_nerfstudio(tmp_path / "transforms.json")
     np.testing.assert_allclose(legacy.cameras.c2w, norm_sc.cameras.c2w, atol=1e-5)
+
+
+# ------------------------------------------------------------- splat .ply options matching ns-export
+def _gaussians(n=20, degree=1):
+    from recon3d.methods.splat.model import GaussianModel
+
+    g = torch.Generator().manual_seed(0)
+    k = (degree + 1) ** 2
+    return GaussianModel(torch.randn(n, 3, generator=g), torch.randn(n, 4, generator=g),
+                         torch.randn(n, 3, generator=g) - 3, torch.randn(n, generator=g) * 3,
+                         torch.randn(n, 1, 3, generator=g) * 0.5, torch.randn(n, k - 1, 3, generator=g) * 0.1, degree)
+
+
+def test_splat_ply_drops_nonfinite_and_low_opacity(tmp_path):
+    from recon3d.methods.splat.ply import load_splat_ply, save_splat_ply
+
+    m = _gaussians()
+    with torch.no_grad():
+        m.means[2, 1] = float("nan")
+        m.log_scales[5, 0] = float("inf")
+        m.opacity_logits[7] = -8.0  # opacity 3e-4 < 1/255
+    back = load_splat_ply(save_splat_ply(m, tmp_path / "a.ply"))
+    assert len(back) == 18 and torch.isfinite(back.means).all()
+    keep = [i for i in range(20) if i not in (2, 5)]
+    np.testing.assert_allclose(back.opacity_logits.detach(), m.opacity_logits.detach()[keep], atol=1e-6)
+    back = load_splat_ply(save_splat_ply(m, tmp_path / "b.ply", min_opacity=1 / 255))
+    opac = torch.sigmoid(m.opacity_logits.detach())
+    expect = [i for i in keep if opac[i] >= 1 / 255]
+    assert len(back) == len(expect) < 18
+    np.testing.assert_allclose(back.means.detach(), m.means.detach()[expect], atol=1e-6)
+
+
+def test_splat_ply_rgb_color_mode(tmp_path):
+    from recon3d.core.gaussians.sh import sh0_to_rgb
+    from recon3d.methods.splat.ply import load_splat_ply, save_splat_ply
+
+    m = _gaussians(degree=2)
+    path = save_splat_ply(m, tmp_path / "rgb.ply", color_mode="rgb")
+    raw = path.read_bytes()
+    header = raw[:raw.index(b"end_header\n")].decode().splitlines()
+    props = [ln.split()[1:] for ln in header if ln.startswith("property")]
+    assert [p[1] for p in props] == ["x", "y", "z", "nx", "ny", "nz", "red", "green", "blue", "opacity",
+                                     "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    assert [p[0] for p in props if p[1] in ("red", "green", "blue")] == ["uchar"] * 3
+    assert len(raw) - raw.index(b"end_header\n") - 11 == 20 * (14 * 4 + 3)
+    back = load_splat_ply(path)
+    assert back.max_sh_degree == 0 and len(back) == 20
+    want = (sh0_to_rgb(m.sh0.detach()[:, 0]).clamp(0, 1) * 255).to(torch.uint8).float() / 255
+    np.testing.assert_allclose(sh0_to_rgb(back.sh0[:, 0]).detach(), want, atol=1e-5)
+    np.testing.assert_allclose(back.log_scales.detach(), m.log_scales.detach(), atol=1e-6)
+    with pytest.raises(ValueError, match="color_mode"):
+        save_splat_ply(m, tmp_path / "x.ply", color_mode="hsv")

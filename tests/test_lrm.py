@@ -82,6 +82,24 @@ def test_yaw_rotation_moves_source_camera_to_canonical_azimuth():
     assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(4, 3, 3), atol=1e-6)
 
 
+def test_projected_token_features_sample_the_image_where_points_project():
+    """Patch tokens holding their own normalized image coordinates read back each point's projection."""
+    from recon3d.feedforward.lrm.networks import projected_token_features
+
+    S, g = 64, 8
+    c = (torch.arange(g) + 0.5) / g * 2 - 1
+    vv, uu = torch.meshgrid(c, c, indexing="ij")
+    tokens = torch.stack([uu, vv], -1).reshape(1, g * g, 2)
+    K, c2w = _cameras([[0.3, -3.5, 1.0]], f=80.0, size=S)
+    pts = torch.tensor([[0.0, 0, 0], [0.2, 0.1, -0.3], [-0.1, 0.3, 0.2]])
+    out = projected_token_features(tokens, K, c2w, S, S, pts)[0]
+    w2c = torch.linalg.inv(c2w[0])
+    pc = pts @ w2c[:3, :3].T + w2c[:3, 3]
+    uv = torch.stack([80.0 * pc[:, 0] / pc[:, 2] + S / 2, 80.0 * pc[:, 1] / pc[:, 2] + S / 2], -1) * 2 / S - 1
+    assert torch.allclose(out, uv, atol=1e-5)
+    assert torch.allclose(out[0], torch.zeros(2), atol=1e-6)  # the cameras look at the origin
+
+
 # ------------------------------------------------------------------------------------- modulation
 def test_camera_modulation_changes_the_triplanes():
     torch.manual_seed(0)
@@ -199,7 +217,11 @@ def test_short_training_run_lowers_the_loss():
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5]), (losses[:5], losses[-10:])
     model.eval()
     metrics = model.validation_step(batch)
-    assert metrics["psnr"] > 14.0, metrics
+    from recon3d.core.metrics import psnr
+
+    gt = batch["images"][0, 1:2].permute(0, 2, 3, 1)
+    white = float(psnr(torch.ones_like(gt), gt).mean())  # an empty (all-background) prediction
+    assert metrics["psnr"] > white + 2.0, (metrics, white)
     img = model.validation_images(batch)["input_pred_gt"]
     assert img.shape == (32, 96, 3)
 

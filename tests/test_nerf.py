@@ -202,3 +202,20 @@ def test_nerf_unbounded_with_appearance(tiny_scene, tmp_path):
     far = torch.tensor([[50.0, 0.0, 0.0], [0.0, 0.0, 0.1]])  # contracted points stay inside the grid
     u = tr.box.to_unit(far)
     assert ((u >= 0) & (u <= 1)).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_nerf_mixed_precision_on_cuda_matches_cpu_quality(tiny_scene, tmp_path):
+    """CUDA path: autocast networks (bf16/fp16 with a grad scaler), float32 compositing; the same
+    tiny fit reaches the CPU float32 quality, and checkpoints resume onto the GPU."""
+    gpu = NerfTrainer(tiny_scene, _tiny_cfg(checkpoint_every=75), tmp_path / "gpu", device="cuda")
+    assert gpu.use_amp and gpu.device.type == "cuda"
+    gpu.fit(progress=False)
+    ev = gpu.evaluate("train", save_renders=False)
+    assert ev["psnr"] > 20.0, ev["psnr"]
+    out = gpu.render_rays(tiny_scene.cameras.rays(0).flatten()[:64].to("cuda"))
+    assert out["rgb"].dtype == torch.float32 and torch.isfinite(out["rgb"]).all()
+    again = NerfTrainer(tiny_scene, _tiny_cfg(), tmp_path / "gpu", device="cuda")
+    again.load(checkpoint_path(tmp_path / "gpu" / "checkpoints", 75))
+    assert again.step == 75 and again.field.encoding.table.device.type == "cuda"

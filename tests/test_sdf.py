@@ -140,6 +140,11 @@ def test_sdf_trainer_fits_and_meshes(tiny_scene, tmp_path):
     mesh = tr.extract_mesh()
     assert mesh.num_faces > 100 and mesh.vertex_colors is not None
     assert mesh.metadata["method"] == "sdf"
+    tr.cfg.mesh_max_faces = 100  # decimated (quadric error), colors carried over, still closed around the object
+    small = tr.extract_mesh()
+    assert small.num_faces <= 100 < small.metadata["faces_extracted"] == mesh.num_faces
+    assert small.vertex_colors is not None and small.vertex_normals is not None
+    tr.cfg.mesh_max_faces = 0
     orig = tr.extract_mesh(colors=False, original_units=True)
     back = tiny_scene.normalization.inverse_points(torch.from_numpy(mesh.vertices).double()).numpy()
     assert orig.num_faces == mesh.num_faces and np.allclose(orig.vertices, back, atol=1e-4)

@@ -36,11 +36,13 @@ def _level_resolutions(num_levels: int, base: int, finest: int) -> list[int]:
     return [int(math.floor(base * growth**lvl + 1e-6)) for lvl in range(num_levels)]
 
 
-def _corner_grid(pos: Tensor, strides: Tensor, hashed: bool, mask: int) -> tuple[Tensor, Tensor]:
+def _corner_grid(pos: Tensor, res: Tensor, strides: Tensor, hashed: bool, mask: int) -> tuple[Tensor, Tensor]:
     """Row indices and trilinear weights of the 8 cell corners, for one group of levels.
 
     Args:
         pos: (N, G, 3) positions in grid units (0 .. resolution) for G levels.
+        res: (G,) resolutions (cells per axis); points on the far faces (``pos == res``) use the
+            last cell (with weight 1 on its far corners), so no vertex index exceeds ``res``.
         strides: (G, 3) int64 per-axis multipliers (dense strides or hash primes).
         hashed: xor-combine (hash) instead of add (dense).
         mask: ``table_size - 1`` (hashed levels only).
@@ -49,7 +51,7 @@ def _corner_grid(pos: Tensor, strides: Tensor, hashed: bool, mask: int) -> tuple
     Corner ``c = 4 * bz + 2 * by + bx`` is the vertex ``floor(pos) + (bx, by, bz)``.
     """
     n, g = pos.shape[:2]
-    p0 = torch.floor(pos)
+    p0 = torch.minimum(torch.floor(pos), (res - 1.0)[None, :, None])
     frac = pos - p0
     base = p0.long()
     lohi = torch.stack([base, base + 1], dim=-1) * strides[None, :, :, None]  # (N, G, 3, 2)
@@ -132,7 +134,8 @@ class HashGridEncoding(nn.Module):
         idxs, ws = [], []
         for name, _, hashed in self._groups:
             res = getattr(self, f"_{name}_res")
-            idx, w = _corner_grid(x[:, None, :] * res[None, :, None], getattr(self, f"_{name}_strides"), hashed, mask)
+            idx, w = _corner_grid(x[:, None, :] * res[None, :, None], res, getattr(self, f"_{name}_strides"), hashed,
+                                  mask)
             idxs.append(idx + getattr(self, f"_{name}_offsets")[None, :, None])
             ws.append(w)
         idx, w = (idxs[0], ws[0]) if len(idxs) == 1 else (torch.cat(idxs, 1), torch.cat(ws, 1))

@@ -360,3 +360,53 @@ def write_nerfstudio_transforms(
     meta.update(extra)
     atomic_write_bytes(out, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
     return out
+
+
+# ------------------------------------------------------------------ nerfstudio's dataparser frame
+# ns-process-data's pre-1.0 layouts carry no applied_transform; nerfstudio then assumes this one
+# when a colmap/sparse/0 model sits beside transforms.json.
+_NS_LEGACY_COLMAP_APPLIED = [[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0]]
+
+
+def nerfstudio_frame_transform(dataparser_transforms: str | Path | dict,
+                               transforms_json: str | Path | None = None) -> np.ndarray:
+    """(4, 4) float64 similarity from a transforms.json's world to a nerfstudio run's world.
+
+    nerfstudio trains, views and exports (``ns-export gaussian-splat`` / ``poisson``) in its
+    dataparser's frame: poses re-oriented, centered and scaled, recorded by ``ns-train`` as
+    ``dataparser_transforms.json`` = ``{"transform": 3x4, "scale": s}``. That 3x4 maps the data's
+    *original* coordinates (before ``applied_transform``) into the frame, so the JSON's own world
+    maps by ``s * transform @ inverse(applied_transform)``; ``applied_transform`` is read from
+    ``transforms_json`` (nerfstudio's legacy COLMAP default when absent and ``colmap/sparse/0``
+    exists beside it, identity without a ``transforms_json``).
+
+    Use it to put recon3d outputs in the frame of ``ns-export`` files made from the same data:
+    ``save_splat_ply(model, path, transform=M @ inv(scene.normalization.transform))`` or
+    ``export_mesh(mesh, path, normalization=scene.normalization.transform @ inv(M))``.
+    """
+    src = dataparser_transforms
+    d = src if isinstance(src, dict) else require_dict(read_json(Path(src)), Path(src))
+    where = Path("dataparser_transforms") if isinstance(src, dict) else Path(src)
+    try:
+        T = np.eye(4)
+        T[:3] = np.asarray(d["transform"], dtype=np.float64).reshape(3, 4)
+        s = float(d["scale"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(where, f"expected {{'transform': 3x4, 'scale': number}} ({e})") from e
+    if not np.isfinite(T).all() or not math.isfinite(s) or s <= 0:
+        raise DataError(where, "transform must be finite and scale positive")
+    A = np.eye(4)
+    if transforms_json is not None:
+        jp = Path(transforms_json)
+        jp = jp / "transforms.json" if jp.is_dir() else jp
+        meta = require_dict(read_json(jp), jp)
+        applied = meta.get("applied_transform")
+        if applied is None and (jp.parent / "colmap" / "sparse" / "0").exists():
+            applied = _NS_LEGACY_COLMAP_APPLIED
+        if applied is not None:
+            try:
+                A[:3] = np.asarray(applied, dtype=np.float64).reshape(3, 4)
+            except (TypeError, ValueError) as e:
+                raise DataError(jp, f"'applied_transform' must be a 3x4 matrix ({e})") from e
+    S = np.diag([s, s, s, 1.0])
+    return S @ T @ np.linalg.inv(A)

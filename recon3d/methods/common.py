@@ -427,3 +427,16 @@ def mesh_in_original_units(mesh, scene):
     out = mesh.transformed(np.linalg.inv(np.asarray(norm.transform, dtype=np.float64)))
     out.metadata = {**mesh.metadata, "units": "source"}
     return out
+
+
+def finish_mesh(mesh, max_faces: int):
+    """Decimate ``mesh`` to at most ``max_faces`` faces (quadric error; 0: no limit) and make sure
+    it has vertex normals; metadata records the face count before decimation."""
+    from recon3d.mesh.ops import simplify, with_vertex_normals
+
+    if mesh.num_faces == 0:
+        return mesh
+    mesh.metadata["faces_extracted"] = mesh.num_faces
+    if max_faces and mesh.num_faces > max_faces:
+        mesh = simplify(mesh, max_faces)
+    return mesh if mesh.vertex_normals is not None else with_vertex_normals(mesh)

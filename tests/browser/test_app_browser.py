@@ -122,6 +122,7 @@ def test_fit_then_view_in_the_browser(page, app_server, artifacts, tmp_path):
     _upload(page, "#fit-upload", two)
     text = _click_and_wait(page, "#fit-run", "#fit-status", 30_000)
     assert "2 usable photo(s); fitting needs at least 3" in text
+    assert not any((app_server["work"] / "runs").iterdir())  # a refused request leaves nothing behind
 
     # the bundled sample scene, Gaussian splats, a few steps
     page.locator("#fit-sample input[type=checkbox]").check()

@@ -40,7 +40,7 @@ def ns_scene(tmp_path_factory):
     mesh = trimesh.load(root / "blender" / "gt_mesh.ply", process=False)
     rng = np.random.default_rng(0)
     verts = np.asarray(mesh.vertices)[rng.choice(len(mesh.vertices), 400, replace=False)]
-    scene = replace(scene, points=torch.from_numpy(verts).float(), point_colors=torch.rand(400, 3))
+    scene = replace(scene, points=torch.from_numpy(verts).float(), point_colors=torch.rand(400, 3, generator=torch.Generator().manual_seed(0)))
     scene = normalize_scene(scene, method="points")
     write_nerfstudio_transforms(scene, root / "ns")
     return root / "ns", scene

@@ -10,8 +10,8 @@
   convolution upsamples every plane to (C, Hp, Wp).
 - :func:`projected_token_features` (optional, recon3d's addition; off in the published config): each
   token cell's centre, on its plane through the origin, is projected into the source image with the
-  source camera and the patch-token grid is sampled there; a linear map of it is added to the learned
-  tokens. The decoder then starts from image-aligned tokens instead of discovering the image-to-plane
+  source camera and the patch-token grid is sampled there; a linear map of it (zero-initialized and
+  scaled by 0.1, so Adam's first steps on this path stay small) is added to the learned tokens. The decoder then starts from image-aligned tokens instead of discovering the image-to-plane
   correspondence from scratch, which a small model trained for minutes on a CPU cannot afford.
   (Initializing triplane tokens from the input images is also what M-LRM, Li et al. 2024, does.)
 """
@@ -167,6 +167,10 @@ class TriplaneDecoder(nn.Module):
         self.low_res, self.high_res, self.channels = low_res, high_res, channels
         self.tokens = nn.Parameter(torch.randn(1, 3 * low_res * low_res, dim) * dim ** -0.5)
         self.project = nn.Linear(image_dim, dim) if projected_tokens else None
+        self.project_scale = 0.1
+        if self.project is not None:  # start as the plain decoder; the image-aligned path is learned
+            nn.init.zeros_(self.project.weight)
+            nn.init.zeros_(self.project.bias)
         self.blocks = nn.ModuleList(TriplaneBlock(dim, heads, image_dim, cond_dim, mlp_ratio) for _ in range(layers))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         k = high_res // low_res
@@ -182,7 +186,7 @@ class TriplaneDecoder(nn.Module):
         if self.project is not None:
             if projected is None:
                 raise ValueError("this decoder needs the projected image features of its token cells")
-            x = x + self.project(projected)
+            x = x + self.project(projected) * self.project_scale
         for blk in self.blocks:
             x = blk(x, image_tokens, cam)
         x = self.norm(x)  # (B, 3 h h, D)

@@ -72,6 +72,8 @@ class PixelNeRFConfig(ConfigIO):
     Evaluation:
         num_coarse, num_fine: ray samples for validation/prediction renders.
         val_num_source: source views used by ``validation_step``.
+        mesh_threshold: density iso-level (1/world units) ``recon3d predict`` meshes at; calibrated
+            per trained checkpoint (see ``scripts/bench_pixelnerf.py --calibrate-threshold``).
     """
 
     encoder_stem_width: int = 32
@@ -103,6 +105,7 @@ class PixelNeRFConfig(ConfigIO):
     num_coarse: int = 32
     num_fine: int = 32
     val_num_source: int = 1
+    mesh_threshold: float = 10.0
 
     def __post_init__(self) -> None:
         self.encoder_widths = [int(w) for w in self.encoder_widths]

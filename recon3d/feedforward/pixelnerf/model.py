@@ -47,8 +47,6 @@ class PixelNeRF(ConditionedRadianceField):
     config_cls = PixelNeRFConfig
     #: input image side ``recon3d predict`` prepares (the training set's 64x64).
     predict_image_size = 64
-    #: density iso-level (1/world units) for meshes: a 0.05-unit bin at this density is ~40 % opaque.
-    mesh_density_threshold = 10.0
 
     def __init__(self, config: Optional[PixelNeRFConfig] = None) -> None:
         config = config if config is not None else PixelNeRFConfig.tiny()
@@ -78,6 +76,11 @@ class PixelNeRF(ConditionedRadianceField):
         feats = feats.reshape(B, S, *feats.shape[1:])
         return {"features": feats, "z_maps": self.query_mlp.project_latent(feats), "K": K, "c2w": c2w,
                 "image_size": (H, W)}
+
+    @property
+    def mesh_density_threshold(self) -> float:
+        """Density iso-level (1/world units) ``recon3d predict`` extracts meshes at (from the config)."""
+        return float(self.config.mesh_threshold)
 
     @property
     def query_mlp(self):

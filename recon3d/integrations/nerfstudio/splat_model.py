@@ -77,8 +77,10 @@ class Recon3dSplatModelConfig(ModelConfig):
     """Ignore the dataparser's points (ply_file_path / COLMAP) and start from random Gaussians."""
     num_random: int = 50_000
     """Number of random Gaussians when there are no seed points."""
-    random_box_half_size: float = 1.0
-    """Random Gaussians fill [-h, h]^3 of the dataparser's world (cameras lie at distance ~1 there)."""
+    random_box_half_size: float = 1 / 3
+    """Random Gaussians fill [-h, h]^3 of the dataparser's world. nerfstudio scales the poses so the
+    farthest camera is ~1 from the center; 1/3 mirrors recon3d fit's box (a third of the nearest camera
+    distance) and keeps Gaussians off the cameras."""
     init_opacity: float = 0.1
     background_color: Literal["random", "black", "white"] = "random"
     """Training background (random: a new colour each step, black at evaluation); images with

@@ -42,6 +42,7 @@ class NerfConfig(ConfigIO):
     eval_chunk: int = 8192  # rays rendered at once at test time
     mesh_resolution: int = 256  # marching-cubes nodes per axis of the scene box
     mesh_threshold: float = 0.0  # density level of the mesh, 1 / world units (0: see NerfTrainer.density_threshold)
+    mesh_max_faces: int = 500_000  # quadric decimation above this many faces (0: keep every face)
     eval_every: int = 0  # evaluate on the test split every N steps (0: never)
     eval_views: int = 0  # test views of that periodic evaluation (0: all)
     checkpoint_every: int = 1_000

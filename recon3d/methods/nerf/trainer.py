@@ -31,7 +31,8 @@ from recon3d.core.fields import OccupancyGrid, SceneBox
 from recon3d.core.rays import RayBundle
 
 from recon3d.methods.common import (
-    RayBatcher, RayTrainer, is_object_capture, maybe_compile, mesh_in_original_units, object_box, unbounded_box,
+    RayBatcher, RayTrainer, finish_mesh, is_object_capture, maybe_compile, mesh_in_original_units, object_box,
+    unbounded_box,
 )
 
 from .config import NerfConfig
@@ -221,8 +222,9 @@ class NerfTrainer(RayTrainer):
             original_units: map the mesh back to the scene's source units (undo the normalization).
         Returns:
             :class:`recon3d.mesh.TriangleMesh` (normalized world unless ``original_units``), faces
-            counter-clockwise seen from outside; empty when the density never reaches the threshold
-            (``metadata['note']`` says so). Unbounded scenes are meshed in their inner box only.
+            counter-clockwise seen from outside, decimated to ``cfg.mesh_max_faces``; empty when the
+            density never reaches the threshold (``metadata['note']`` says so). Unbounded scenes are
+            meshed in their inner box only.
         """
         from recon3d.mesh import TriangleMesh, extract_isosurface
 
@@ -238,6 +240,7 @@ class NerfTrainer(RayTrainer):
                                       chunk=chunk, device=self.device)
         except ValueError as e:  # the level set does not cross the box
             mesh = TriangleMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), metadata={"note": str(e)})
+        mesh = finish_mesh(mesh, self.cfg.mesh_max_faces)
         mesh.metadata.update({"method": "nerf", "density_threshold": thr, "resolution": res,
                               "seconds": round(time.perf_counter() - t, 2)})
         if colors and mesh.num_vertices:

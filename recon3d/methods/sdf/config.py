@@ -33,7 +33,8 @@ class SdfConfig(ConfigIO):
     eval_views: int = 0  # test views of that periodic evaluation (0: all)
     checkpoint_every: int = 1_000
     keep_checkpoints: int = 2
-    mesh_resolution: int = 256
+    mesh_resolution: int = 256  # marching-cubes nodes per axis of the bounding sphere's cube
+    mesh_max_faces: int = 500_000  # quadric decimation above this many faces (0: keep every face)
     seed: int = 0
 
 

@@ -29,7 +29,9 @@ from torch import Tensor
 
 from recon3d.core.fields import OccupancyGrid
 from recon3d.core.rays import RayBundle
-from recon3d.methods.common import RayBatcher, RayTrainer, is_object_capture, mesh_in_original_units, object_box
+from recon3d.methods.common import (
+    RayBatcher, RayTrainer, finish_mesh, is_object_capture, mesh_in_original_units, object_box,
+)
 
 from .config import SdfConfig
 from .model import SdfField
@@ -169,8 +171,8 @@ class SdfTrainer(RayTrainer):
             original_units: map the mesh back to the capture's source units (undo the normalization).
         Returns:
             :class:`recon3d.mesh.TriangleMesh` (normalized world unless ``original_units``), faces
-            counter-clockwise seen from outside; empty (``metadata['note']``) when the SDF has no
-            zero crossing in the sphere.
+            counter-clockwise seen from outside, decimated to ``cfg.mesh_max_faces``; empty
+            (``metadata['note']``) when the SDF has no zero crossing in the sphere.
         """
         from recon3d.mesh import TriangleMesh, extract_isosurface
 
@@ -184,6 +186,7 @@ class SdfTrainer(RayTrainer):
                                       device=self.device)
         except ValueError as e:
             mesh = TriangleMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), metadata={"note": str(e)})
+        mesh = finish_mesh(mesh, self.cfg.mesh_max_faces)
         mesh.metadata.update({"method": "sdf", "resolution": res, "seconds": round(time.perf_counter() - t, 2)})
         if colors and mesh.num_vertices:
             mesh.vertex_colors = self._vertex_colors(mesh.vertices, chunk)

@@ -3,6 +3,15 @@
 Vertex properties, all float32 little-endian: x y z, nx ny nz (zeros), f_dc_0..2, f_rest_0..3(K-1)-1,
 opacity (logit), scale_0..2 (log), rot_0..3 (quaternion w x y z). ``f_rest`` is stored channel-major:
 all red coefficients of degrees >= 1, then green, then blue.
+
+This is also what nerfstudio's ``ns-export gaussian-splat`` writes (same names, order, activations
+and SH layout; checked against it in ``tests/nerfstudio/test_exports.py``). Its remaining options
+map to :func:`save_splat_ply` arguments: Gaussians with a non-finite value are always dropped (as
+nerfstudio does), ``min_opacity=1/255`` drops the nearly transparent ones like nerfstudio's exporter,
+``color_mode="rgb"`` writes ``red green blue`` uchar instead of SH (``--ply-color-mode rgb``), and
+``transform=`` maps into another frame (nerfstudio exports in its dataparser's frame; see
+:func:`recon3d.io.nerfstudio.read_dataparser_transform`). Quaternions are written unit-length
+(nerfstudio writes them unnormalized; viewers normalize either).
 """
 
 from __future__ import annotations
@@ -24,14 +33,21 @@ def _fields(num_rest: int) -> list[str]:
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
 
 
-def save_splat_ply(model: GaussianModel, path: str | os.PathLike, transform: np.ndarray | None = None) -> Path:
+def save_splat_ply(model: GaussianModel, path: str | os.PathLike, transform: np.ndarray | None = None,
+                   min_opacity: float = 0.0, color_mode: str = "sh_coeffs") -> Path:
     """Write ``model`` as a 3DGS .ply (atomic).
 
     transform: optional 4x4 similarity (uniform scale s, rotation R, translation t) applied to the
     Gaussians first, e.g. the inverse scene normalization to go back to the capture's units.
     Means map as points, rotations are left-multiplied by R, log-scales shift by log(s).
     SH coefficients are not rotated (exact for degree 0; higher degrees assume R = I).
+    min_opacity: drop Gaussians whose opacity is below this (nerfstudio's exporter uses 1/255).
+    color_mode: ``"sh_coeffs"`` (f_dc / f_rest floats) or ``"rgb"`` (degree-0 colour as
+    ``red green blue`` uchar, view dependence dropped), like nerfstudio's ``--ply-color-mode``.
+    Gaussians with any non-finite parameter are dropped.
     """
+    if color_mode not in ("sh_coeffs", "rgb"):
+        raise ValueError(f"color_mode must be 'sh_coeffs' or 'rgb', got {color_mode!r}")
     with torch.no_grad():
         means = model.means.detach().cpu().double().numpy()
         quats = torch.nn.functional.normalize(model.quats.detach().cpu(), dim=-1).double().numpy()
@@ -44,10 +60,30 @@ def save_splat_ply(model: GaussianModel, path: str | os.PathLike, transform: np.
         rest = shN.transpose(0, 2, 1).reshape(n, -1)  # channel-major
         opac = model.opacity_logits.detach().cpu().numpy().reshape(n, 1)
         data = np.concatenate([means, np.zeros((n, 3)), sh0, rest, opac, log_scales, quats], axis=1).astype("<f4")
+    keep = np.isfinite(data).all(axis=1)
+    if min_opacity > 0:
+        keep &= 1.0 / (1.0 + np.exp(-opac[:, 0].astype(np.float64))) >= min_opacity
+    data, sh0 = data[keep], sh0[keep]
     names = _fields(rest.shape[1])
-    header = "ply\nformat binary_little_endian 1.0\nelement vertex %d\n" % n
-    header += "".join(f"property float {f}\n" for f in names) + "end_header\n"
-    return atomic_write_bytes(path, header.encode("ascii") + np.ascontiguousarray(data).tobytes())
+    if color_mode == "rgb":
+        from recon3d.core.gaussians.sh import sh0_to_rgb
+
+        rgb = sh0_to_rgb(torch.from_numpy(np.ascontiguousarray(sh0)).float()).clamp(0, 1).numpy()
+        rgb_u8 = (rgb * 255).astype(np.uint8)  # truncation, as nerfstudio's exporter does
+        dc = [names.index(f"f_dc_{c}") for c in range(3)]
+        nonsh = [i for i, f in enumerate(names) if not f.startswith(("f_dc_", "f_rest_"))]
+        names = names[:dc[0]] + ["red", "green", "blue"] + [names[i] for i in nonsh if i > dc[0]]
+        fields = [(f, "u1" if f in ("red", "green", "blue") else "<f4") for f in names]
+        rec = np.empty(len(data), dtype=fields)
+        for f in names:
+            rec[f] = rgb_u8[:, ("red", "green", "blue").index(f)] if f in ("red", "green", "blue") else \
+                data[:, _fields(rest.shape[1]).index(f)]
+        body = rec.tobytes()
+    else:
+        body = np.ascontiguousarray(data).tobytes()
+    header = "ply\nformat binary_little_endian 1.0\nelement vertex %d\n" % len(data)
+    header += "".join(f"property {'uchar' if f in ('red', 'green', 'blue') else 'float'} {f}\n" for f in names)
+    return atomic_write_bytes(path, (header + "end_header\n").encode("ascii") + body)
 
 
 def load_splat_ply(path: str | os.PathLike) -> GaussianModel:
@@ -63,22 +99,33 @@ def load_splat_ply(path: str | os.PathLike) -> GaussianModel:
     lines = raw[:end].decode("ascii", "replace").splitlines()
     if "format binary_little_endian 1.0" not in lines:
         raise ValueError(f"{path}: only binary little-endian splat PLY files are supported")
-    n, props = 0, []
+    n, props, types = 0, [], []
     for ln in lines:
         parts = ln.split()
         if parts[:2] == ["element", "vertex"]:
             n = int(parts[2])
         elif parts[:1] == ["property"]:
-            if parts[1] not in ("float", "float32"):
+            ok = ("float", "float32") + (("uchar", "uint8") if parts[-1] in ("red", "green", "blue") else ())
+            if parts[1] not in ok:
                 raise ValueError(f"{path}: property {parts[-1]} has type {parts[1]}, expected float")
             props.append(parts[-1])
-    need = {"x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"}
+            types.append("<f4" if parts[1] in ("float", "float32") else "u1")
+    colors = {"f_dc_0", "f_dc_1", "f_dc_2"} if "red" not in props else {"red", "green", "blue"}
+    need = {"x", "y", "z", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"} | colors
     missing = sorted(need - set(props))
     if missing:
         raise ValueError(f"{path}: not a Gaussian-splat PLY (missing properties {', '.join(missing)})")
-    body = np.frombuffer(raw, dtype="<f4", count=n * len(props), offset=end + len(b"end_header\n"))
-    arr = body.reshape(n, len(props))
-    col = {p: arr[:, i] for i, p in enumerate(props)}
+    dtype = np.dtype([(p, t) for p, t in zip(props, types)])
+    if len(raw) - (end + len(b"end_header\n")) < n * dtype.itemsize:
+        raise ValueError(f"{path}: file is shorter than its header's {n} vertices")
+    rec = np.frombuffer(raw, dtype=dtype, count=n, offset=end + len(b"end_header\n"))
+    col = {p: rec[p].astype(np.float32) for p in props}
+    if "red" in props and "f_dc_0" not in props:  # ns-export --ply-color-mode rgb: degree-0 colour only
+        from recon3d.core.gaussians.sh import rgb_to_sh0
+
+        rgb = torch.from_numpy(np.stack([col[c] for c in ("red", "green", "blue")], axis=1) / 255.0).float()
+        for c in range(3):
+            col[f"f_dc_{c}"] = rgb_to_sh0(rgb)[:, c].numpy()
     num_rest = sum(p.startswith("f_rest_") for p in props)
     if num_rest % 3:
         raise ValueError(f"{path}: {num_rest} f_rest properties is not a multiple of 3")
