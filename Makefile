@@ -1,4 +1,4 @@
-.PHONY: setup demo test test-slow test-all bench clean test-browser test-blender
+.PHONY: setup demo test test-slow test-all bench clean test-browser test-blender test-nerfstudio
 VENV := .venv
 PY := $(VENV)/bin/python
 
@@ -26,6 +26,12 @@ test-browser: setup
 test-blender: setup
 	./scripts/setup_blender_env.sh
 	RECON3D_REQUIRE_BLENDER=1 $(PY) -m pytest -p no:xdist -m blender tests/test_blender_import.py
+
+# nerfstudio interop: ns-train recon3d-splat on CPU, nerfstudio's own dataparser and exporter vs recon3d's
+# files (creates .venv-nerfstudio: nerfstudio 1.1.5 + torch 2.5.1/torchvision 0.20.1, ~8 GB, ~4.5 min once)
+test-nerfstudio:
+	./scripts/setup_nerfstudio_env.sh
+	OMP_NUM_THREADS=1 .venv-nerfstudio/bin/python -m pytest -p no:xdist -m nerfstudio tests/nerfstudio
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

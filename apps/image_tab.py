@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -103,13 +104,18 @@ def run_image_to_3d(settings: AppSettings, upload: Optional[str | os.PathLike], 
 
     shown_name = sanitize_filename(user_name or Path(upload).name, "image")
     job = new_job_dir(settings.jobs_dir, os.path.splitext(shown_name)[0])
-    checked = check_image(upload, job / "inputs", original_name=shown_name, max_side=settings.max_side,
-                          max_pixels=settings.max_pixels)
-    t0 = time.perf_counter()
     try:
-        res = image_to_3d(model, [checked.path], job / "out", device=settings.device, **predict_options(settings))
-    except DataError as e:  # e.g. "no object found": name the user's file, never a server path
-        raise DataError(shown_name if e.path.name == checked.path.name else e.path.name, e.problem) from None
+        checked = check_image(upload, job / "inputs", original_name=shown_name, max_side=settings.max_side,
+                              max_pixels=settings.max_pixels)
+        t0 = time.perf_counter()
+        try:
+            res = image_to_3d(model, [checked.path], job / "out", device=settings.device,
+                              **predict_options(settings))
+        except DataError as e:  # e.g. "no object found": name the user's file, never a server path
+            raise DataError(shown_name if e.path.name == checked.path.name else e.path.name, e.problem) from None
+    except BaseException:
+        shutil.rmtree(job, ignore_errors=True)  # a failed request leaves nothing behind
+        raise
     seconds = time.perf_counter() - t0
     notices = ([checked.notice] if checked.notice else []) + [n.replace(checked.path.name, shown_name)
                                                               for n in res.notes]

@@ -22,6 +22,14 @@ Baselines in the same run, from the same input view only:
   same renderer, its mesh an icosphere.
 
 Prints a table (means over objects) and writes ``--json`` if given.
+
+Threshold calibration (run on the ``val`` split, never on test)::
+
+    scripts/bench_lrm.py --calibrate --split val [--write-checkpoint data/checkpoints/lrm.pt]
+
+sweeps the density level, prints mean Chamfer / F-score per level and, with ``--write-checkpoint``,
+stores the level with the best F-score at the first ``--fscore`` threshold as the checkpoint's
+``config.mesh_threshold`` (what ``recon3d predict`` then uses).
 """
 
 from __future__ import annotations
@@ -102,6 +110,56 @@ def view_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict:
     return {"psnr": float(psnr(pred.clamp(0, 1), gt).mean()), "ssim": float(ssim(pred.clamp(0, 1), gt))}
 
 
+def calibrate(args) -> int:
+    """Mean mesh metrics per density level on ``args.split`` objects; optionally store the best level."""
+    from tqdm import tqdm
+
+    from recon3d.feedforward.base import load_payload
+    from recon3d.feedforward.data import MultiViewDataset
+    from recon3d.feedforward.registry import load_model, shipped_checkpoint
+    from recon3d.methods.checkpoint import atomic_torch_save
+
+    if args.split == "test":
+        print("warning: calibrating on the test split leaks into the benchmark; use --split val", file=sys.stderr)
+    ckpt = args.checkpoint or shipped_checkpoint("lrm")
+    model = load_model("lrm", ckpt)
+    ds = MultiViewDataset(args.data, args.split, views_per_item=1)
+    n_obj = min(len(ds), args.max_objects)
+    key = f"f@{args.fscore[0]:g}"
+    scores: dict[float, list[dict]] = {lv: [] for lv in args.levels}
+    for i in tqdm(range(n_obj), desc=f"calibrate ({args.split})"):
+        b = {k: v[None] for k, v in ds[i].items()}
+        gt_pts = gt_surface_points(ds.items[i], args.points)
+        with torch.no_grad():
+            lat = model.encode(b["images"], b["K"], b["c2w"])
+            for lv in args.levels:
+                try:
+                    mesh = model.extract_mesh(lat, resolution=args.mesh_resolution, threshold=lv)
+                    scores[lv].append(mesh_metrics(mesh.vertices, mesh.faces, gt_pts, args.points, args.fscore))
+                except ValueError:  # no surface at this level
+                    scores[lv].append({"chamfer": float("nan"), **{f"f@{t:g}": 0.0 for t in args.fscore}})
+    print(f"\ndensity level sweep on {n_obj} {args.split} objects (marching cubes {args.mesh_resolution}^3)")
+    print(f"{'level':>8}{'chamfer':>10}" + "".join(f"{f'f@{t:g}':>10}" for t in args.fscore) + f"{'empty':>8}")
+    best, best_f = None, -1.0
+    for lv, rs in scores.items():
+        ch = [r["chamfer"] for r in rs if not math.isnan(r["chamfer"])]
+        fs = {t: float(np.mean([r[f"f@{t:g}"] for r in rs])) for t in args.fscore}
+        empty = sum(math.isnan(r["chamfer"]) for r in rs)
+        print(f"{lv:>8g}{(np.mean(ch) if ch else float('nan')):>10.4f}" + "".join(f"{fs[t]:>10.4f}" for t in args.fscore)
+              + f"{empty:>8d}")
+        if fs[args.fscore[0]] > best_f:
+            best, best_f = lv, fs[args.fscore[0]]
+    print(f"best level {best:g} ({key} {best_f:.4f})")
+    if args.write_checkpoint is not None:
+        payload = load_payload(args.write_checkpoint)
+        payload["config"]["mesh_threshold"] = float(best)
+        payload.setdefault("calibration", {})["mesh_threshold"] = {
+            "split": args.split, "objects": n_obj, "metric": key, "value": best_f, "levels": list(args.levels)}
+        atomic_torch_save(payload, args.write_checkpoint)
+        print(f"wrote mesh_threshold {best:g} into {args.write_checkpoint}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("outputs/ffdata64"))
@@ -115,8 +173,13 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=20000, help="surface samples per mesh")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--calibrate", action="store_true", help="sweep the mesh density level instead (use --split val)")
+    ap.add_argument("--levels", type=float, nargs="+", default=[1, 2, 3, 5, 7, 10, 15, 20, 30])
+    ap.add_argument("--write-checkpoint", type=Path, default=None, help="with --calibrate: store the best level here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.calibrate:
+        return calibrate(args)
 
     from tqdm import tqdm
 

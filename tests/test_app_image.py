@@ -78,5 +78,6 @@ def test_bad_uploads_fail_before_the_model_runs(settings, lrm_data, tmp_path):
         with pytest.raises(DataError, match=msg) as e:
             image_tab.run_image_to_3d(settings, upload, "lrm")
         assert str(settings.workdir) not in str(e.value)
+    assert not any(settings.jobs_dir.iterdir())  # refused requests leave no job folder behind
     with pytest.raises(DataError, match="unknown model 'vggt'"):
         image_tab.run_image_to_3d(settings, EXAMPLE, "vggt")

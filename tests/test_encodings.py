@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
-import pytest
 import torch
 
 from recon3d.core.encodings import FrequencyEncoding, HashGridEncoding, SHEncoding

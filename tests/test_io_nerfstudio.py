@@ -320,3 +320,24 @@ def test_splat_ply_rgb_color_mode(tmp_path):
     np.testing.assert_allclose(back.log_scales.detach(), m.log_scales.detach(), atol=1e-6)
     with pytest.raises(ValueError, match="color_mode"):
         save_splat_ply(m, tmp_path / "x.ply", color_mode="hsv")
+
+
+def test_nerfstudio_frame_transform(tmp_path):
+    from recon3d.io.nerfstudio import nerfstudio_frame_transform
+
+    T = [[0.0, -1.0, 0.0, 0.3], [1.0, 0.0, 0.0, -0.1], [0.0, 0.0, 1.0, 0.2]]
+    M = nerfstudio_frame_transform({"transform": T, "scale": 0.5})
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(M[:3, :3] @ x + M[:3, 3], 0.5 * (np.asarray(T)[:, :3] @ x + np.asarray(T)[:, 3]))
+    # ns-process-data's COLMAP layout without applied_transform: nerfstudio's legacy default is undone
+    _base(tmp_path)
+    (tmp_path / "colmap" / "sparse" / "0").mkdir(parents=True)
+    (tmp_path / "dp.json").write_text(json.dumps({"transform": T, "scale": 0.5}))
+    A = np.array([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [0, 0, 0, 1]])
+    np.testing.assert_allclose(nerfstudio_frame_transform(tmp_path / "dp.json", tmp_path) @ A, M, atol=1e-12)
+    for bad, pattern in (({"transform": T}, "expected"), ({"transform": [[1, 2]], "scale": 1}, "expected"),
+                         ({"transform": T, "scale": -1}, "scale positive")):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(DataError, match=pattern) as e:
+            nerfstudio_frame_transform(tmp_path / "bad.json")
+        assert "bad.json" in str(e.value)

@@ -117,6 +117,29 @@ def test_render_neus_on_initial_sphere():
     assert torch.allclose(out["normals"][0], torch.tensor([0.0, 0.0, -1.0]), atol=0.1)
 
 
+def test_pruned_rendering_matches_full_rendering():
+    """Shading only the bins with visible weight changes the image by almost nothing (and rays that
+    miss everything shade no bin at all)."""
+    field = SdfField(torch.zeros(3), 1.0, SdfFieldConfig(init_radius=0.5))
+    with torch.no_grad():
+        field.variance.fill_(0.5)
+    g = torch.Generator().manual_seed(0)
+    o = torch.randn(200, 3, generator=g) * 0.2 + torch.tensor([0.0, 0.0, -3.0])
+    d = torch.nn.functional.normalize(torch.randn(200, 3, generator=g) * 0.15 + torch.tensor([0.0, 0.0, 1.0]), dim=-1)
+    rays = RayBundle(o, d)
+    cfg = NeusSamplingConfig(num_coarse=32, num_importance=32, eval_prune_weight=1e-4)
+    full = render_neus(field, rays, cfg, False, create_graph=False)
+    pruned = render_neus(field, rays, cfg, False, create_graph=False, prune=True)
+    assert 0 < int((pruned["weights"] > 0).sum()) < 0.5 * full["weights"].numel()  # most bins skipped
+    for k in ("rgb", "opacity", "normals"):
+        assert torch.allclose(pruned[k], full[k], atol=5e-3), k
+    hit = full["opacity"][:, 0] > 0.5  # depth is normalized by opacity: compare it where the sphere is hit
+    assert hit.sum() > 20 and torch.allclose(pruned["depth"][hit], full["depth"][hit], atol=5e-3)
+    miss = RayBundle(torch.tensor([[0.0, 5.0, -3.0]]), torch.tensor([[0.0, 0.0, 1.0]]))
+    out = render_neus(field, miss, cfg, False, create_graph=False, prune=True)
+    assert float(out["opacity"].detach()) == 0.0
+
+
 def _tiny_cfg(**kw) -> SdfConfig:
     base = SdfConfig(max_steps=30, rays_per_batch=128, checkpoint_every=0, lr=5e-3, lr_warmup_steps=5,
                      cos_anneal_steps=10, field=SdfFieldConfig(hidden_dim=32, num_layers=2, num_frequencies=4,

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("splat", "sugar", "nerf", "sdf")
 FIELD_METHODS = ("nerf", "sdf")  # ray-marched neural fields (recon3d.methods.common.RayTrainer)
+ORBIT_MAX_SIZE = {"nerf": 256, "sdf": 128}  # orbit.gif frame size caps (CPU render cost per pixel)
 
 
 @dataclass
@@ -110,8 +111,11 @@ def _config(opts: FitOptions, out: Path):
     return preset(opts.preset, max_steps=opts.max_steps, backend=opts.backend)
 
 
-def write_orbit(trainer, path: Path, frames: int) -> Path:
-    """Render a turntable of the fitted model to an animated GIF (atomic write)."""
+def write_orbit(trainer, path: Path, frames: int, max_size: int | None = None) -> Path:
+    """Render a turntable of the fitted model to an animated GIF (atomic write).
+
+    ``max_size``: downscale the frames so their longer side is at most this many pixels (ray-marched
+    methods render a few pixels per millisecond on a CPU)."""
     import imageio.v2 as imageio
 
     from recon3d.core.camera_paths import orbit_path
@@ -119,6 +123,9 @@ def write_orbit(trainer, path: Path, frames: int) -> Path:
 
     train = trainer.scene.cameras[list(trainer.scene.train_indices)]
     path_cams = orbit_path(train, num_frames=frames)
+    longest = int(max(int(path_cams.width[0]), int(path_cams.height[0])))
+    if max_size and longest > max_size:
+        path_cams = path_cams.rescale(max_size / longest)
     imgs = []
     for i in range(len(path_cams)):
         rgb = trainer.render(path_cams[i]).colors[0]
@@ -184,7 +191,10 @@ def _fit_field_method(opts: FitOptions, scene, cfg, out: Path, pose_info: dict, 
     else:
         metrics["test_note"] = "the scene has no held-out views; no test metrics"
     if opts.orbit_frames > 0:
-        metrics["orbit"] = str(write_orbit(trainer, out / "orbit.gif", opts.orbit_frames))
+        t_orbit = time.perf_counter()
+        metrics["orbit"] = str(write_orbit(trainer, out / "orbit.gif", opts.orbit_frames,
+                                           max_size=ORBIT_MAX_SIZE[opts.method]))
+        metrics["orbit_seconds"] = round(time.perf_counter() - t_orbit, 2)
     mesh = trainer.extract_mesh()
     metrics["mesh_seconds"] = mesh.metadata.get("seconds")
     if mesh.num_faces:

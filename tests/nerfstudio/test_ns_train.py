@@ -44,15 +44,11 @@ def test_ns_train_help_lists_method():
         assert flag in sub.stdout, flag
 
 
-@pytest.fixture(scope="module")
-def trained(ns_scene, tmp_path_factory):
-    """A short CPU run through ns-train with densification scheduled inside it."""
-    folder, _ = ns_scene
-    out = tmp_path_factory.mktemp("ns_out")
-    res = _run([
+def _train_args(folder, out, timestamp, steps):
+    return [
         "recon3d-splat", "--data", str(folder), "--output-dir", str(out), "--experiment-name", "tiny",
-        "--timestamp", "run", "--machine.device-type", "cpu", "--vis", "tensorboard",
-        "--viewer.quit-on-train-completion", "True", "--max-num-iterations", str(STEPS),
+        "--timestamp", timestamp, "--machine.device-type", "cpu", "--vis", "tensorboard",
+        "--viewer.quit-on-train-completion", "True", "--max-num-iterations", str(steps),
         "--steps-per-save", "1000", "--steps-per-eval-image", "8", "--steps-per-eval-all-images", "1000",
         "--logging.steps-per-log", "1", "--pipeline.model.background-color", "white",
         "--pipeline.model.scale-schedule-to-steps", "False",
@@ -62,7 +58,15 @@ def trained(ns_scene, tmp_path_factory):
         # colours start random; a 20x colour learning rate makes 60 steps move the fit measurably
         # (and checks that nerfstudio's --optimizers.* options reach recon3d's parameter groups)
         "--optimizers.sh0.optimizer.lr", "0.05",
-    ])
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(ns_scene, tmp_path_factory):
+    """A short CPU run through ns-train with densification scheduled inside it."""
+    folder, _ = ns_scene
+    out = tmp_path_factory.mktemp("ns_out")
+    res = _run(_train_args(folder, out, "run", STEPS))
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
     return out / "tiny" / "recon3d-splat" / "run"
 
@@ -156,3 +160,48 @@ def test_plugin_renders_what_recon3d_renders(ns_scene):
                         int(cam.height[0]), sh_degree=1, backgrounds=torch.ones(1, 3)).colors[0].clamp(0, 1)
         assert (ref < 0.9).float().mean() > 0.05  # the Gaussians are in view
         torch.testing.assert_close(ns_img, ref, atol=2e-4, rtol=0)
+
+
+def test_export_splats_of_a_run(trained, ns_scene, tmp_path):
+    """recon3d-splat's counterpart of ns-export gaussian-splat, in nerfstudio's frame and in the data's."""
+    import json
+
+    from recon3d.integrations.nerfstudio.export_splats import main
+    from recon3d.io.nerfstudio import nerfstudio_frame_transform
+    from recon3d.methods.splat.ply import load_splat_ply
+
+    ck = torch.load(trained / "nerfstudio_models" / f"step-{STEPS - 1:09d}.ckpt", map_location="cpu",
+                    weights_only=False)["pipeline"]
+    means = ck["_model.gaussians.means"]
+    assert main(["--load-config", str(trained / "config.yml"), "--output", str(tmp_path / "ns.ply")]) == 0
+    ns = load_splat_ply(tmp_path / "ns.ply")
+    torch.testing.assert_close(ns.means.detach(), means)
+    torch.testing.assert_close(ns.sh0.detach(), ck["_model.gaussians.sh0"])
+    assert main(["--load-config", str(trained / "config.yml"), "--output", str(tmp_path / "data.ply"),
+                 "--frame", "data"]) == 0
+    data = load_splat_ply(tmp_path / "data.ply")
+    M = nerfstudio_frame_transform(json.loads((trained / "dataparser_transforms.json").read_text()), ns_scene[0])
+    back = data.means.detach().double() @ torch.from_numpy(M[:3, :3]).T + torch.from_numpy(M[:3, 3])
+    torch.testing.assert_close(back.float(), means, atol=1e-5, rtol=0)
+    # the data frame is the capture's world, where the scene's cameras are (the object sits inside them)
+    _, scene = ns_scene
+    centers = scene.normalization.inverse_c2w(scene.cameras.c2w)[:, :3, 3]
+    assert data.means.detach().median(0).values.sub(centers.mean(0)).norm() < centers.sub(centers.mean(0)).norm(dim=1).min()
+
+
+def test_ns_train_resumes_from_checkpoint(trained, ns_scene):
+    """``ns-train --load-dir``: the Gaussians are resized in place, so the restored optimizers keep training them."""
+    folder, _ = ns_scene
+    out = trained.parents[2]
+    # nerfstudio counts --max-num-iterations from the restored step: 8 more steps
+    res = _run([*_train_args(folder, out, "resumed", 8), "--load-dir", str(trained / "nerfstudio_models")])
+    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
+    old = torch.load(trained / "nerfstudio_models" / f"step-{STEPS - 1:09d}.ckpt", map_location="cpu",
+                     weights_only=False)
+    new = torch.load(out / "tiny" / "recon3d-splat" / "resumed" / "nerfstudio_models" / f"step-{STEPS + 7:09d}.ckpt",
+                     map_location="cpu", weights_only=False)
+    for name in ("means", "sh0", "opacity_logits"):
+        a, b = old["pipeline"][f"_model.gaussians.{name}"], new["pipeline"][f"_model.gaussians.{name}"]
+        assert a.shape == b.shape and not torch.equal(a, b), name  # same Gaussians (no refine), trained further
+        st = new["optimizers"][name]["state"][0]
+        assert st["exp_avg"].shape == b.shape and int(st["step"]) > int(old["optimizers"][name]["state"][0]["step"])

@@ -53,6 +53,8 @@ class LRMConfig(ConfigIO):
         mlp_hidden, mlp_layers: MLP width and number of linear layers (>= 2).
         density_scale, density_bias: density = density_scale * softplus(raw + density_bias), 1/world units.
         scene_bound: the triplanes span the world cube [-scene_bound, scene_bound]^3.
+        mesh_threshold: marching-cubes density level, 1/world units (``recon3d predict``'s default for
+            this model; calibrated on validation objects after training, see ``scripts/bench_lrm.py``).
     Rendering (training / validation):
         num_coarse, num_fine: uniform and importance bins per ray.
     Training:
@@ -89,6 +91,7 @@ class LRMConfig(ConfigIO):
     density_scale: float = 10.0
     density_bias: float = -4.0
     scene_bound: float = 1.0
+    mesh_threshold: float = 10.0
 
     num_coarse: int = 32
     num_fine: int = 16

@@ -72,8 +72,11 @@ class LRM(ConditionedRadianceField):
 
     name = "lrm"
     config_cls = LRMConfig
-    #: marching-cubes level (1/world units) ``recon3d predict`` uses for this model.
-    mesh_density_threshold = 10.0
+
+    @property
+    def mesh_density_threshold(self) -> float:
+        """Marching-cubes level (1/world units) ``recon3d predict`` uses: ``config.mesh_threshold``."""
+        return float(self.config.mesh_threshold)
 
     def __init__(self, config: Optional[LRMConfig] = None) -> None:
         config = config if config is not None else LRMConfig()
@@ -244,15 +247,16 @@ class LRM(ConditionedRadianceField):
 
     # ------------------------------------------------------------------ meshes
     @torch.no_grad()
-    def extract_mesh(self, latent: Any, resolution: int = 128, threshold: float = 10.0,
+    def extract_mesh(self, latent: Any, resolution: int = 128, threshold: Optional[float] = None,
                      texture_size: int = 0, min_component_faces: int = 32):
         """Mesh of batch item 0 in world units: marching cubes of the density at ``threshold``
-        (1/world units) with vertex colours from the triplane field; with ``texture_size > 0`` also a
-        UV texture (xatlas unwrap, each texel coloured by the field slightly inside the surface).
+        (1/world units; default ``config.mesh_threshold``) with vertex colours from the triplane
+        field; with ``texture_size > 0`` also a UV texture (xatlas unwrap, each texel coloured by the field slightly inside the surface).
 
         Returns :class:`recon3d.mesh.types.TriangleMesh`; ValueError when the density never crosses
         the threshold (empty prediction).
         """
+        threshold = self.mesh_density_threshold if threshold is None else threshold
         mesh = density_mesh(self, latent, resolution=resolution, threshold=threshold,
                             min_component_faces=min_component_faces)
         mesh.metadata.update({"method": "lrm"})

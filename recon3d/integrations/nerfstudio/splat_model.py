@@ -39,11 +39,12 @@ from recon3d.methods.splat.strategy import DensifyConfig, DensifyStrategy
 GAUSSIAN_PARAM_GROUPS = PARAM_NAMES
 
 
-def nerfstudio_cameras_to_viewmats(cameras: Cameras) -> Tuple[Tensor, Tensor, int, int]:
+def nerfstudio_cameras_to_viewmats(cameras: Cameras, c2w: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, int, int]:
     """nerfstudio ``Cameras`` (C,) -> (viewmats (C, 4, 4) OpenCV world-to-camera, Ks (C, 3, 3), W, H).
 
     All C cameras must share one image size and be pinhole (``CameraType.PERSPECTIVE``); the
     full-image data manager undistorts OPENCV / fisheye images to pinhole before they get here.
+    ``c2w`` (C, 3, 4) OpenGL replaces the cameras' poses (e.g. refined by the camera optimizer).
     Units: the dataparser's world units; intrinsics in pixels.
     """
     types = cameras.camera_type.reshape(-1)
@@ -52,7 +53,7 @@ def nerfstudio_cameras_to_viewmats(cameras: Cameras) -> Tuple[Tensor, Tensor, in
     widths, heights = cameras.width.reshape(-1), cameras.height.reshape(-1)
     if len(widths.unique()) != 1 or len(heights.unique()) != 1:
         raise ValueError("recon3d-splat renders a batch of cameras of one image size at a time")
-    c2w = cameras.camera_to_worlds.reshape(-1, 3, 4)
+    c2w = (cameras.camera_to_worlds if c2w is None else c2w).reshape(-1, 3, 4)
     bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=c2w.dtype, device=c2w.device).expand(c2w.shape[0], 1, 4)
     c2w_cv = opengl_to_opencv(torch.cat([c2w, bottom], dim=1))
     Ks = cameras.get_intrinsics_matrices().reshape(-1, 3, 3).to(c2w_cv)
@@ -134,7 +135,9 @@ class Recon3dSplatModel(Model):
 
     def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
         """Schedule from the trainer's step count, extent from the training cameras, and the hooks."""
-        max_steps = attrs.trainer.config.max_num_iterations if attrs.trainer is not None else 30_000
+        max_steps = 30_000
+        if attrs.trainer is not None:  # nerfstudio counts --max-num-iterations from a restored step
+            max_steps = getattr(attrs.trainer, "_start_step", 0) + attrs.trainer.config.max_num_iterations
         extent = 1.0
         if attrs.pipeline is not None:
             c2w = attrs.pipeline.datamanager.train_dataset.cameras.camera_to_worlds
@@ -172,11 +175,13 @@ class Recon3dSplatModel(Model):
 
     def load_state_dict(self, state_dict, **kwargs):  # type: ignore[override]
         """Resize the Gaussian parameters to the checkpoint's count before loading (densification
-        changes it during training)."""
+        changes it during training). Resized in place: the Parameter objects stay the ones
+        nerfstudio's optimizers hold, so ``ns-train --load-dir`` resumes training them."""
         prefix = "gaussians."
-        if prefix + "means" in state_dict:
-            self.gaussians = GaussianModel.empty_like_state(
-                {k: state_dict[prefix + k] for k in PARAM_NAMES}, self.config.sh_degree).to(self.device)
+        with torch.no_grad():
+            for name, p in self.gaussians.params().items():
+                if prefix + name in state_dict:
+                    p.data = torch.zeros_like(state_dict[prefix + name], device=p.device, dtype=p.dtype)
         return super().load_state_dict(state_dict, **kwargs)
 
     @property
@@ -196,11 +201,12 @@ class Recon3dSplatModel(Model):
         background (3,)."""
         if not isinstance(camera, Cameras):
             raise TypeError("recon3d-splat renders nerfstudio Cameras, not ray bundles")
+        c2w = None
         if self.training:
             if camera.shape[0] != 1:
                 raise ValueError("recon3d-splat trains on one camera at a time")
-            camera.camera_to_worlds = self.camera_optimizer.apply_to_camera(camera)
-        viewmats, Ks, W, H = nerfstudio_cameras_to_viewmats(camera)
+            c2w = self.camera_optimizer.apply_to_camera(camera)
+        viewmats, Ks, W, H = nerfstudio_cameras_to_viewmats(camera, c2w)
         if viewmats.shape[0] != 1:
             raise ValueError(f"recon3d-splat renders one camera per call, got {viewmats.shape[0]}")
         g = self.gaussians

@@ -236,8 +236,10 @@ class NerfTrainer(RayTrainer):
             log.info("unbounded scene: meshing the inner box %s", [round(v, 3) for v in aabb.flatten().tolist()])
         t = time.perf_counter()
         try:
-            mesh = extract_isosurface(lambda x: self.field.density(x).float(), aabb, res, level=thr, inside="above",
-                                      chunk=chunk, device=self.device)
+            # densities in cells the occupancy grid holds empty (outside the visual hull, never seen,
+            # decayed) are zeroed: floaters the renderer skips stay out of the mesh too
+            mesh = extract_isosurface(lambda x: self.field.density(x).float() * self.grid.query(x), aabb, res,
+                                      level=thr, inside="above", chunk=chunk, device=self.device)
         except ValueError as e:  # the level set does not cross the box
             mesh = TriangleMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), metadata={"note": str(e)})
         mesh = finish_mesh(mesh, self.cfg.mesh_max_faces)

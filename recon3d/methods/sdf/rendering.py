@@ -38,6 +38,8 @@ class NeusSamplingConfig:
     num_importance: int = 32  # bins added where the coarse SDF crosses zero
     min_importance_s: float = 64.0  # sharpness used for placing them (at least this, else the learned s)
     near: float = 0.05  # world units
+    eval_prune_weight: float = 1e-4  # rendering without gradient: shade only bins whose weight from the
+    #                                  SDF at the bin edges exceeds this (0: shade every bin)
 
 
 def neus_alphas(sdf: Tensor, cos: Tensor, deltas: Tensor, inv_s: Tensor, cos_anneal_ratio: float = 1.0) -> Tensor:
@@ -71,6 +73,14 @@ def unit_rays(field: SdfField, rays: RayBundle) -> RayBundle:
 
 
 @torch.no_grad()
+def _visible_bins(field: SdfField, urays: RayBundle, samples: RaySamples, min_weight: float) -> Tensor:
+    """(R, S) bool: bins whose NeuS weight, from the SDF at their edges, exceeds ``min_weight``."""
+    edges = samples.edges
+    f = field.sdf((urays.origins[:, None, :] + urays.directions[:, None, :] * edges[..., None]).reshape(-1, 3))
+    return weights_from_alphas(neus_alphas_from_edges(f.reshape(edges.shape), field.inv_s)) > min_weight
+
+
+@torch.no_grad()
 def sample_along_rays(field: SdfField, urays: RayBundle, cfg: NeusSamplingConfig, stratified: bool,
                       generator: Optional[torch.Generator] = None) -> RaySamples:
     """Coarse uniform bins in the unit sphere plus importance bins near the zero crossing.
@@ -96,8 +106,13 @@ def sample_along_rays(field: SdfField, urays: RayBundle, cfg: NeusSamplingConfig
 
 def render_neus(field: SdfField, rays: RayBundle, cfg: NeusSamplingConfig, stratified: bool,
                 background: Background = None, cos_anneal_ratio: float = 1.0, create_graph: bool = True,
-                generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+                generator: Optional[torch.Generator] = None, prune: bool = False) -> dict[str, Tensor]:
     """Render a flat batch of R world-space rays.
+
+    ``prune`` (rendering, not training): a no-gradient pass evaluates the SDF at the bin edges,
+    the exact discrete NeuS weights from them mark the bins that matter (weight above
+    ``cfg.eval_prune_weight``), and only those are shaded (SDF gradient, color network); the others
+    get zero opacity, zero gradient and zero color.
 
     Returns:
         dict with ``rgb`` (R, 3) (over ``background``, premultiplied when None), ``opacity`` (R, 1),
@@ -108,13 +123,22 @@ def render_neus(field: SdfField, rays: RayBundle, cfg: NeusSamplingConfig, strat
     urays = unit_rays(field, rays)
     samples = sample_along_rays(field, urays, cfg, stratified, generator)
     R, S = samples.t_starts.shape
-    pts = urays.at(samples.t_mid).reshape(-1, 3)
-    f, grad, feat = field.sdf_and_gradient(pts, create_graph=create_graph)
-    dirs = urays.directions[:, None, :].expand(R, S, 3).reshape(-1, 3)
-    rgb = field.color(pts, grad, dirs, feat).reshape(R, S, 3)
-    f, grad = f.reshape(R, S), grad.reshape(R, S, 3)
-    cos = (grad * urays.directions[:, None, :]).sum(-1)
-    alphas = neus_alphas(f, cos, samples.deltas, field.inv_s, cos_anneal_ratio)
+    pts = urays.at(samples.t_mid)  # (R, S, 3)
+    dirs = urays.directions[:, None, :].expand(R, S, 3)
+    keep = None
+    if prune and cfg.eval_prune_weight > 0:
+        keep = _visible_bins(field, urays, samples, cfg.eval_prune_weight)
+    sel = (slice(None), slice(None)) if keep is None else keep.nonzero(as_tuple=True)
+    f, grad, feat = field.sdf_and_gradient(pts[sel].reshape(-1, 3), create_graph=create_graph)
+    rgb_k = field.color(pts[sel].reshape(-1, 3), grad, dirs[sel].reshape(-1, 3), feat)
+    cos = (grad * dirs[sel].reshape(-1, 3)).sum(-1)
+    alpha_k = neus_alphas(f, cos, samples.deltas[sel].reshape(-1), field.inv_s, cos_anneal_ratio)
+    if keep is None:
+        alphas, rgb, grad = alpha_k.reshape(R, S), rgb_k.reshape(R, S, 3), grad.reshape(R, S, 3)
+    else:  # skipped bins: no opacity
+        alphas = alpha_k.new_zeros(R, S).index_put(sel, alpha_k)
+        rgb = rgb_k.new_zeros(R, S, 3).index_put(sel, rgb_k)
+        grad = grad.new_zeros(R, S, 3).index_put(sel, grad)
     weights = weights_from_alphas(alphas)
     color = composite(weights, rgb)
     opacity = accumulate_opacity(weights)

@@ -150,7 +150,7 @@ class SdfTrainer(RayTrainer):
     def render_rays(self, rays: RayBundle, camera_indices: Optional[Tensor] = None) -> dict:
         """Premultiplied ``rgb`` (R, 3), ``opacity`` (R, 1), ``depth`` (R, 1) ray distance, ``normals`` (R, 3)."""
         self.field.eval()
-        out = render_neus(self.field, rays, self.cfg.sampling, False, create_graph=False)
+        out = render_neus(self.field, rays, self.cfg.sampling, False, create_graph=False, prune=True)
         return {k: out[k].detach() for k in ("rgb", "opacity", "depth", "normals")}
 
     # ------------------------------------------------------------------ meshing
