@@ -54,7 +54,8 @@ class LRMConfig(ConfigIO):
         density_scale, density_bias: density = density_scale * softplus(raw + density_bias), 1/world units.
         scene_bound: the triplanes span the world cube [-scene_bound, scene_bound]^3.
         mesh_threshold: marching-cubes density level, 1/world units (``recon3d predict``'s default for
-            this model; calibrated on validation objects after training, see ``scripts/bench_lrm.py``).
+            this model; 3 was the best level on the validation objects for the shipped tiny model,
+            ``scripts/bench_lrm.py --calibrate``).
     Rendering (training / validation):
         num_coarse, num_fine: uniform and importance bins per ray.
     Training:
@@ -91,7 +92,7 @@ class LRMConfig(ConfigIO):
     density_scale: float = 10.0
     density_bias: float = -4.0
     scene_bound: float = 1.0
-    mesh_threshold: float = 10.0
+    mesh_threshold: float = 3.0
 
     num_coarse: int = 32
     num_fine: int = 16

@@ -27,7 +27,9 @@ live in that yaw-normalized frame, the camera code sees the rotated source camer
 distance and intrinsics still vary and still modulate), and :meth:`LRM.query` rotates world points
 into it. Azimuth carries no information for a single view of an unposed object, so nothing is lost;
 the result is exactly equivariant to turning the source camera about +Z. ``canonical_yaw=False``
-feeds the raw world-frame camera (the published configuration keeps it off).
+feeds the raw world-frame camera (the published configuration keeps it off). For photos of unknown
+pose, ``recon3d predict`` supplies :func:`recon3d.feedforward.predict.canonical_source_cameras`
+(elevation 20 degrees, distance 3.6, FOV 40 degrees: the middle of the training cameras).
 
 Only the first source view is used (LRM is a single-image model).
 """

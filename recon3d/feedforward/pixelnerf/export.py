@@ -14,7 +14,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 
 from recon3d.feedforward.base import load_payload
 from recon3d.io.errors import DataError

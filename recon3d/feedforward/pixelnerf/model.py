@@ -111,6 +111,7 @@ class PixelNeRF(ConditionedRadianceField):
 
     # ---- training -------------------------------------------------------------------------------
     def render_options(self, training: bool) -> RenderOptions:
+        """Ray sampling: the config's training budget (stratified) or evaluation budget (fixed bins)."""
         c = self.config
         if training:
             return RenderOptions(num_coarse=c.train_num_coarse, num_fine=c.train_num_fine, stratified=True,
