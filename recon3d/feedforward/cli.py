@@ -168,7 +168,7 @@ def add_commands(sub) -> None:
     s.add_argument("--out", type=Path, default=None, help="output folder (default outputs/predict/MODEL-IMAGE)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda")
     s.add_argument("--views", type=int, default=8, help="novel views to render")
-    s.add_argument("--orbit-frames", type=int, default=36, help="turntable frames (0: no orbit)")
+    s.add_argument("--orbit-frames", type=int, default=32, help="turntable frames (0: no orbit; a multiple of --views reuses them as the views)")
     s.add_argument("--mesh-resolution", type=int, default=96, help="marching-cubes grid per axis (0: no mesh)")
     s.add_argument("--threshold", type=float, default=None, help="mesh density threshold, 1/world units")
     s.set_defaults(fn=cmd_predict)

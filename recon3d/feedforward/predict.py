@@ -295,19 +295,23 @@ def _write_mp4(path: Path, frames: list[np.ndarray], fps: float = 24.0) -> Optio
 
 
 def _render_ring(model, latent, cameras, size: int, options) -> list[np.ndarray]:
+    """Render each camera of ``cameras``; rays go through the field in chunks of ``model.render_chunk``
+    (default 1024: small chunks keep per-sample activations in cache, measured ~2x faster on CPU than 4096)."""
     from .rendering import render_view
 
     dev = next(model.parameters()).device
+    chunk = int(getattr(model, "render_chunk", 1024))
     frames = []
     for i in range(len(cameras)):
-        out = render_view(model, latent, cameras.K[i:i + 1].to(dev), cameras.c2w[i:i + 1].to(dev), size, size, options)
+        out = render_view(model, latent, cameras.K[i:i + 1].to(dev), cameras.c2w[i:i + 1].to(dev), size, size, options,
+                          chunk=chunk)
         frames.append((out["rgb"][0].float().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8))
     return frames
 
 
 @torch.no_grad()
 def predict_radiance_field(model, images: Tensor, K: Tensor, c2w: Tensor, out_dir: str | Path, num_views: int = 8,
-                           orbit_frames: int = 36, mesh_resolution: int = 96, density_threshold: Optional[float] = None,
+                           orbit_frames: int = 32, mesh_resolution: int = 96, density_threshold: Optional[float] = None,
                            formats: Sequence[str] = ("glb", "obj", "ply"), render_size: Optional[int] = None,
                            render_options=None, notes: Optional[list[str]] = None) -> PredictResult:
     """Encode source views with a :class:`ConditionedRadianceField`, render novel views and an orbit,
@@ -347,16 +351,20 @@ def predict_radiance_field(model, images: Tensor, K: Tensor, c2w: Tensor, out_di
         src = Cameras(ring, fx=src.fx[:1].repeat(3), fy=src.fy[:1].repeat(3), cx=src.cx[:1].repeat(3),
                       cy=src.cy[:1].repeat(3), width=size, height=size)
     t = time.perf_counter()
+    frames = _render_ring(model, latent, orbit_path(src, orbit_frames), size, opts) if orbit_frames > 0 else []
+    res.timings["orbit"] = time.perf_counter() - t
+    t = time.perf_counter()
     if num_views > 0:
-        for i, frame in enumerate(_render_ring(model, latent, orbit_path(src, num_views), size, opts)):
+        if frames and orbit_frames % num_views == 0:  # the views are orbit frames: render nothing twice
+            views = frames[::orbit_frames // num_views]
+        else:
+            views = _render_ring(model, latent, orbit_path(src, num_views), size, opts)
+        for i, frame in enumerate(views):
             res.views.append(save_image(out / "views" / f"view_{i:02d}.png", frame))
     res.timings["views"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if orbit_frames > 0:
-        frames = _render_ring(model, latent, orbit_path(src, orbit_frames), size, opts)
+    if frames:
         res.orbit = _write_gif(out / "orbit.gif", frames)
         res.orbit_mp4 = _write_mp4(out / "orbit.mp4", frames)
-    res.timings["orbit"] = time.perf_counter() - t
     t = time.perf_counter()
     if mesh_resolution > 0:
         thr = float(density_threshold if density_threshold is not None else getattr(model, "mesh_density_threshold", 10.0))

@@ -85,7 +85,7 @@ class VGGTConfig(ConfigIO):
 
 
 def vggt_config(size: str = "tiny") -> VGGTConfig:
-    """Named sizes: ``tiny`` (~1.3M parameters, 64 px), ``small`` (DINO-style patch embedder, 2 + 6
+    """Named sizes: ``tiny`` (4.0M parameters, 64 px), ``small`` (DINO-style patch embedder, 2 + 6
     blocks of width 256), ``published`` (the VGGT-1B architecture, 518 px, patch 14)."""
     if size == "tiny":
         return VGGTConfig()
