@@ -5,7 +5,8 @@ divided by the mean distance of the valid ground-truth points from that origin, 
 scene has unit scale; predictions are not normalized (the network learns to predict in that frame).
 
 - camera: Huber loss between predicted and true pose encodings, summed over the camera head's
-  iterations with weights ``gamma^(n-1-i)`` (later iterations count more).
+  iterations with weights ``gamma^(n-1-i)`` (later iterations count more); the quaternion term is
+  sign-invariant (the smaller of the losses against ``q*`` and ``-q*``, per camera).
 - depth / points (aleatoric uncertainty): ``mean(c * |x_hat - x| + c * |grad x_hat - grad x| - alpha * log c)``
   over valid pixels, ``c`` the predicted confidence (> 1), gradients finite differences along x and y.
 """
@@ -63,7 +64,11 @@ def camera_loss(pose_enc_list: list[Tensor], target: Tensor, gamma: float = 0.6)
     for i, pred in enumerate(pose_enc_list):
         w = gamma ** (n - 1 - i)
         lt = F.huber_loss(pred[..., :3], target[..., :3], delta=1.0)
-        lr = F.huber_loss(pred[..., 3:7], target[..., 3:7], delta=1.0)
+        # q and -q are the same rotation: the target's w >= 0 convention flips sign across w = 0
+        # (relative rotations near 180 degrees), so take the nearer of +-q* per camera
+        q, q_t = pred[..., 3:7], target[..., 3:7]
+        lr = torch.minimum(F.huber_loss(q, q_t, delta=1.0, reduction="none").mean(-1),
+                           F.huber_loss(q, -q_t, delta=1.0, reduction="none").mean(-1)).mean()
         lf = F.huber_loss(pred[..., 7:], target[..., 7:], delta=1.0)
         total = total + w * (lt + lr + 0.5 * lf)
         if i == n - 1:

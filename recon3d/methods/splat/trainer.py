@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 
 from recon3d.core import Cameras
 from recon3d.core.gaussians import rasterize
-from recon3d.core.metrics import dssim_loss, psnr, ssim
+from recon3d.core.metrics import dssim_loss, psnr
 from recon3d.methods.checkpoint import (
     atomic_torch_save, checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, rng_state, set_rng_state,
 )
-from recon3d.methods.common import RenderResult, resolve_device
+from recon3d.methods.common import RenderResult, evaluate_split, resolve_device
 
 from .config import SplatConfig
 from .model import GaussianModel, make_optimizers, means_lr_at
@@ -196,31 +196,9 @@ class SplatTrainer:
                 "history": history}
 
     # ------------------------------------------------------------------ evaluation / export
-    @torch.no_grad()
     def evaluate(self, split: str = "test", save_renders: bool = True) -> dict:
         """PSNR / SSIM / render time on a split; renders go to ``run_dir/renders/<split>/``."""
-        from recon3d.io.images import save_image
-
-        indices = list(self.scene.test_indices if split == "test" else self.scene.train_indices)
-        if not indices:
-            raise ValueError(f"the scene has no {split} views to evaluate on")
-        psnrs, ssims, times = [], [], []
-        out_dir = self.run_dir / "renders" / split
-        for i in indices:
-            gt = self.scene.image(i).to(self.device)
-            t = time.perf_counter()
-            res = self.render(self.cameras[i])
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-            pred = res.colors[0]
-            psnrs.append(float(psnr(pred, gt)))
-            ssims.append(float(ssim(pred, gt)))
-            if save_renders:
-                name = Path(self.scene.image_paths[i]).stem
-                save_image(out_dir / f"{name}.png", pred.cpu())
-        return {"split": split, "views": len(indices), "psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
-                "ms_per_image": 1000 * float(np.mean(times)), "per_view_psnr": psnrs}
+        return evaluate_split(self.render, self.scene, self.cameras, self.device, self.run_dir, split, save_renders)
 
     def export_ply(self, path: str | Path, original_units: bool = True) -> Path:
         """Write the splats as a 3DGS .ply, mapped back to the capture's units when ``original_units``."""
