@@ -66,7 +66,7 @@ class AppSettings(ConfigIO):
     fit_threads: int = 1
     #: image-to-3D knobs (fast mode lowers them)
     mesh_resolution: int = 96
-    orbit_frames: int = 36
+    orbit_frames: int = 32  # a multiple of num_views: the views are taken from the orbit frames
     num_views: int = 8
     #: iso-level of the mesh in 1/world units (None: the model's own ``mesh_density_threshold``)
     density_threshold: Optional[float] = None

@@ -226,6 +226,21 @@ def test_normalized_targets_first_camera_frame_unit_scale():
     assert torch.allclose(cam[..., 2][v1], gt["depth"][0, 1][v1], atol=1e-4)
 
 
+def test_camera_loss_quaternion_term_is_sign_invariant():
+    from recon3d.feedforward.vggt.losses import camera_loss
+
+    torch.manual_seed(0)
+    target = torch.randn(2, 3, 9)
+    target[..., 3:7] = target[..., 3:7] / target[..., 3:7].norm(dim=-1, keepdim=True)
+    flipped = target.clone()
+    flipped[0, 1, 3:7] *= -1  # same rotation, other sign
+    loss, parts = camera_loss([flipped], target)
+    assert parts["R"] == pytest.approx(0.0, abs=1e-7) and float(loss) == pytest.approx(0.0, abs=1e-7)
+    wrong = target.clone()
+    wrong[0, 1, 3:7] = torch.tensor([0.0, 0.0, 0.0, 1.0]) if target[0, 1, 6].abs() < 0.9 else torch.tensor([1.0, 0, 0, 0])
+    assert camera_loss([wrong], target)[1]["R"] > 1e-3  # a different rotation still costs
+
+
 def test_short_training_lowers_the_loss():
     torch.manual_seed(0)
     model = VGGT(micro_config())
