@@ -35,7 +35,6 @@ stores the level with the best F-score at the first ``--fscore`` threshold as th
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time

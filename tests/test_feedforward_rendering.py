@@ -1,6 +1,5 @@
 """Shared rendering/meshing of conditioned radiance fields, on an analytic sphere field."""
 
-import math
 
 import numpy as np
 import pytest
