@@ -83,6 +83,47 @@ def test_view_choice(dataset_dir):
     assert {int(va[i]["object_index"]) for i in range(2)}.isdisjoint({int(tr[(i, 0)]["object_index"]) for i in range(4)})
 
 
+def test_overlapping_view_choice(dataset_dir, tmp_path):
+    # default (no bound): exactly the old uniform draw, a seeded permutation prefix
+    tr = MultiViewDataset(dataset_dir, "train", views_per_item=3, seed=1)
+    rec = tr.items[0]["index"]
+    assert tr.max_view_angle_deg is None
+    assert np.array_equal(tr.view_indices(0, draw=7),
+                          np.random.default_rng([1, rec, 7, 5]).permutation(tr.num_views)[:3])
+    va = MultiViewDataset(dataset_dir, "val", views_per_item=3, seed=1)
+    assert np.array_equal(va.view_indices(1), np.random.default_rng([1, va.items[1]["index"], 3]).permutation(5)[:3])
+
+    # a denser object (24 views) so that bounds actually bind
+    dense = tmp_path / "dense"
+    generate_dataset(dense, GenerationConfig(**{**CFG, "num_objects": 4, "views": 24, "image_size": 8, "num_val": 1,
+                                                 "num_test": 1, "supersample": 1}), show_progress=False)
+    for bound in (30.0, 60.0, 100.0):
+        for split in ("train", "val"):
+            ds = MultiViewDataset(dense, split, views_per_item=4, seed=2, max_view_angle_deg=bound)
+            firsts = set()
+            for i in range(len(ds)):
+                for k in range(15):
+                    v = ds.view_indices(i, draw=k)
+                    assert len(set(v.tolist())) == 4 and np.array_equal(v, ds.view_indices(i, draw=k))
+                    d = ds.view_directions(i)
+                    ang = np.degrees(np.arccos(np.clip(d @ d[v[0]], -1, 1)))
+                    within = [j for j in range(24) if j != v[0] and ang[j] <= bound]
+                    if len(within) >= 3:
+                        assert ang[v[1:]].max() <= bound + 1e-6
+                    else:  # too few: the nearest ones
+                        assert ang[v[1:]].max() <= np.sort(np.delete(ang, v[0]))[2] + 1e-6
+                    firsts.add(int(v[0]))
+            if split == "train":
+                assert len(firsts) > 5  # the first view is random
+    ds = MultiViewDataset(dense, "train", views_per_item=4, max_view_angle_deg=60.0)
+    it = ds[(0, 3)]
+    c = it["c2w"][:, :3, 3].double()
+    c = c / c.norm(dim=-1, keepdim=True)
+    assert np.degrees(np.arccos(float((c[1:] @ c[0]).min().clamp(-1, 1)))) <= 60.0 + 1e-4
+    with pytest.raises(ValueError):
+        MultiViewDataset(dense, "train", max_view_angle_deg=200.0)
+
+
 def test_resize_scales_intrinsics(dataset_dir):
     full = MultiViewDataset(dataset_dir, "test", views_per_item=2)[0]
     small = MultiViewDataset(dataset_dir, "test", views_per_item=2, image_size=8)[0]

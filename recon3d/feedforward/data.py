@@ -342,6 +342,11 @@ class MultiViewDataset(Dataset):
         image_size: resize to this square size (None: as stored); K is scaled to match.
         seed: seeds the view choice.
         cache_shards: decoded shards kept in memory (LRU, per process).
+        max_view_angle_deg: None (default): the V views are a uniform random subset of the object's
+            views. Set: overlapping baselines, like real captures: the first view is random, the
+            other V - 1 are drawn at random among the views whose viewing direction (camera centre
+            direction from the origin) is within this angle of the first view's; when fewer than
+            V - 1 qualify, the V - 1 nearest (by that angle) are taken instead.
 
     View choice: for ``train`` a fresh random subset per access; index with an ``(i, draw)`` tuple to
     make it a pure function of ``(seed, i, draw)`` (the trainer does, so resume is exact), with a plain
@@ -352,7 +357,8 @@ class MultiViewDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", views_per_item: int = 4,
-                 image_size: Optional[int] = None, seed: int = 0, cache_shards: int = 32) -> None:
+                 image_size: Optional[int] = None, seed: int = 0, cache_shards: int = 32,
+                 max_view_angle_deg: Optional[float] = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         self.root = Path(root)
@@ -369,6 +375,9 @@ class MultiViewDataset(Dataset):
         self.image_size = int(image_size) if image_size else self.stored_size
         self.seed = int(seed)
         self.cache_shards = max(1, int(cache_shards))
+        if max_view_angle_deg is not None and not 0 <= float(max_view_angle_deg) <= 180:
+            raise ValueError(f"max_view_angle_deg {max_view_angle_deg} not in [0, 180]")
+        self.max_view_angle_deg = None if max_view_angle_deg is None else float(max_view_angle_deg)
         self._cache: OrderedDict[str, dict] = OrderedDict()
 
     def __len__(self) -> int:
@@ -377,12 +386,33 @@ class MultiViewDataset(Dataset):
     def view_indices(self, i: int, draw: Optional[int] = None) -> np.ndarray:
         """(V,) int64 indices of the views returned for item ``i`` (and ``draw``, train only)."""
         if self.split != "train":
-            return np.random.default_rng([self.seed, self.items[i]["index"], 3]).permutation(
-                self.num_views)[:self.views_per_item]
-        if draw is None:
-            draw = int(torch.randint(0, 2**62, ()).item())
-        return np.random.default_rng([self.seed, self.items[i]["index"], int(draw), 5]).permutation(
-            self.num_views)[:self.views_per_item]
+            rng = np.random.default_rng([self.seed, self.items[i]["index"], 3])
+        else:
+            if draw is None:
+                draw = int(torch.randint(0, 2**62, ()).item())
+            rng = np.random.default_rng([self.seed, self.items[i]["index"], int(draw), 5])
+        if self.max_view_angle_deg is None:
+            return rng.permutation(self.num_views)[:self.views_per_item]
+        return self._overlapping_views(i, rng)
+
+    def view_directions(self, i: int) -> np.ndarray:
+        """(num_views, 3) unit viewing directions (camera centre direction from the origin) of item ``i``."""
+        rec = self.items[i]
+        centers = self._shard(rec["shard"])["c2w"][int(rec["offset"]), :, :3, 3].astype(np.float64)
+        return centers / np.maximum(np.linalg.norm(centers, axis=-1, keepdims=True), 1e-12)
+
+    def _overlapping_views(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        """First view random, the rest among views within ``max_view_angle_deg`` of it (else the nearest)."""
+        V = self.views_per_item
+        first = int(rng.integers(self.num_views))
+        d = self.view_directions(i)
+        ang = np.degrees(np.arccos(np.clip(d @ d[first], -1.0, 1.0)))
+        others = np.array([j for j in range(self.num_views) if j != first], np.int64)
+        near = others[ang[others] <= self.max_view_angle_deg]
+        if len(near) < V - 1:
+            near = others[np.argsort(ang[others], kind="stable")[:V - 1]]
+        rest = rng.permutation(near)[:V - 1]
+        return np.concatenate([[first], rest]).astype(np.int64)
 
     def _shard(self, name: str) -> dict:
         if name in self._cache:

@@ -78,6 +78,9 @@ class TrainConfig(ConfigIO):
         batch_size: objects per batch, per process.
         views_per_item: views per object (0: the model config's ``num_views``, else 4).
         image_size: resize views to this square size (0: as stored).
+        max_view_angle_deg: 0 (default): views drawn uniformly at random per object; > 0: overlapping
+            baselines (first view random, the others within this angle of it, see
+            :class:`~.data.MultiViewDataset`), for training and validation alike.
         lr, weight_decay, betas: AdamW (no weight decay on 0/1-D parameters: biases, norms).
         warmup: linear warm-up steps; then cosine decay to ``lr * min_lr_ratio`` at ``steps``.
         grad_clip: max global gradient norm (0: off).
@@ -95,6 +98,7 @@ class TrainConfig(ConfigIO):
     batch_size: int = 4
     views_per_item: int = 0
     image_size: int = 0
+    max_view_angle_deg: float = 0.0
     lr: float = 3e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.99)
@@ -311,9 +315,10 @@ def _run(model_name, cls, cfg, data_dir, out, ckpt, ckpt_file, overrides, dev, r
     model = build_model(model_name, overrides, ckpt["model_payload"]["config"] if ckpt else None).to(dev)
     views = cfg.views_per_item or int(getattr(model.config, "num_views", 0) or 4)
     size = cfg.image_size or None
-    train_set = MultiViewDataset(data_dir, "train", views, size, seed=cfg.seed)
+    angle = float(cfg.max_view_angle_deg) or None
+    train_set = MultiViewDataset(data_dir, "train", views, size, seed=cfg.seed, max_view_angle_deg=angle)
     try:
-        val_set = MultiViewDataset(data_dir, "val", views, size, seed=cfg.seed)
+        val_set = MultiViewDataset(data_dir, "val", views, size, seed=cfg.seed, max_view_angle_deg=angle)
     except Exception as e:  # noqa: BLE001 - a set without val objects just skips validation
         log.warning("no validation: %s", e)
         val_set = None
