@@ -182,14 +182,7 @@ def _fit_field_method(opts: FitOptions, scene, cfg, out: Path, pose_info: dict, 
         metrics.update({"scene_type": trainer.scene_type, "occupancy": round(trainer.grid.occupancy_fraction(), 4)})
     else:
         metrics["sphere_radius_normalized"] = trainer.field.radius
-    if scene.test_indices:
-        ev = trainer.evaluate("test")
-        metrics.update({"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"],
-                        "test_per_view_psnr": ev["per_view_psnr"]})
-        log.info("test PSNR %.2f dB, SSIM %.4f, %.1f ms/image (%d views)", ev["psnr"], ev["ssim"],
-                 ev["ms_per_image"], ev["views"])
-    else:
-        metrics["test_note"] = "the scene has no held-out views; no test metrics"
+    metrics.update(_test_metrics(trainer, scene))
     if opts.orbit_frames > 0:
         t_orbit = time.perf_counter()
         metrics["orbit"] = str(write_orbit(trainer, out / "orbit.gif", opts.orbit_frames,
@@ -211,6 +204,17 @@ def _fit_field_method(opts: FitOptions, scene, cfg, out: Path, pose_info: dict, 
     metrics["out"] = str(out)
     return metrics
 
+
+
+def _test_metrics(trainer, scene) -> dict:
+    """Test-split PSNR/SSIM/render time of a fitted trainer for metrics.json (a note without test views)."""
+    if not scene.test_indices:
+        return {"test_note": "the scene has no held-out views; no test metrics"}
+    ev = trainer.evaluate("test")
+    log.info("test PSNR %.2f dB, SSIM %.4f, %.1f ms/image (%d views)", ev["psnr"], ev["ssim"],
+             ev["ms_per_image"], ev["views"])
+    return {"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"],
+            "test_per_view_psnr": ev["per_view_psnr"]}
 
 def run_fit(opts: FitOptions) -> dict:
     """Fit, evaluate and export; returns the metrics written to ``metrics.json``."""
@@ -247,14 +251,7 @@ def run_fit(opts: FitOptions) -> dict:
                      **pose_info, "device": str(trainer.device), "steps": summary["steps"],
                      "train_seconds": round(summary["train_seconds"], 2), "gaussians": summary["gaussians"],
                      "train_views": len(scene.train_indices), "test_views": len(scene.test_indices)}
-    if scene.test_indices:
-        ev = trainer.evaluate("test")
-        metrics.update({"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"],
-                        "test_per_view_psnr": ev["per_view_psnr"]})
-        log.info("test PSNR %.2f dB, SSIM %.4f, %.1f ms/image (%d views)", ev["psnr"], ev["ssim"],
-                 ev["ms_per_image"], ev["views"])
-    else:
-        metrics["test_note"] = "the scene has no held-out views; no test metrics"
+    metrics.update(_test_metrics(trainer, scene))
     metrics["splats_ply"] = str(trainer.export_ply(out / "splats.ply"))
     if opts.orbit_frames > 0:
         metrics["orbit"] = str(write_orbit(trainer, out / "orbit.gif", opts.orbit_frames))

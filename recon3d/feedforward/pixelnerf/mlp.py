@@ -133,28 +133,23 @@ class ResnetFC(nn.Module):
         Returns:
             (B, N, d_out).
         """
-        h = self.lin_in(point_input)
-        pooled = False
-        for i, block in enumerate(self.blocks):
-            if i == self.combine_layer:
-                h, pooled = pool_views(h, pool_valid), True
-            if i < self.combine_layer:
-                lo = i * self.d_hidden
-                h = h + z_sampled[..., lo:lo + self.d_hidden] + self.lin_z[i].bias
-            h = block(h)
-        if not pooled:
-            h = pool_views(h, pool_valid)
-        return self.lin_out(torch.relu(h))
+        d = self.d_hidden
+        return self._run(point_input, lambda i: z_sampled[..., i * d:(i + 1) * d] + self.lin_z[i].bias, pool_valid)
 
     def forward_features(self, point_input: Tensor, latent: Tensor, pool_valid: Optional[Tensor] = None) -> Tensor:
         """Reference path: the same MLP fed sampled image features (B, S, N, d_latent) directly."""
+        return self._run(point_input, lambda i: self.lin_z[i](latent), pool_valid)
+
+    def _run(self, point_input: Tensor, z_term, pool_valid: Optional[Tensor]) -> Tensor:
+        """The ResNet-FC pass: ``z_term(i)`` is block i's (B, S, N, d_hidden) conditioning, added before
+        the views are pooled (after block ``combine_layer - 1``)."""
         h = self.lin_in(point_input)
         pooled = False
         for i, block in enumerate(self.blocks):
             if i == self.combine_layer:
                 h, pooled = pool_views(h, pool_valid), True
             if i < self.combine_layer:
-                h = h + self.lin_z[i](latent)
+                h = h + z_term(i)
             h = block(h)
         if not pooled:
             h = pool_views(h, pool_valid)
