@@ -194,3 +194,50 @@ def test_cli_ffdata(tmp_path, capsys):
     assert main(["ffdata", "--out", str(out), "--objects", "3", "--views", "2", "--size", "8", "--val", "1",
                  "--test", "1", "--seed", "5", "--no-ready"]) == 0  # complete set: nothing re-rendered
     assert (out / "READY").is_file() and before == {p.name: p.stat().st_mtime_ns for p in out.glob("shard_*.npz")}
+
+
+def test_ground_background(tmp_path):
+    """background='ground': the object stands on a textured floor at its lowest z; depth covers the
+    floor (unprojected floor points lie on that plane), pixels above the horizon stay white."""
+    cfg = GenerationConfig(num_objects=3, views=3, image_size=24, seed=4, num_val=1, num_test=1,
+                           background="ground", elevation_range=(10.0, 40.0))
+    generate_dataset(tmp_path / "g", cfg, show_progress=False)
+    m = load_manifest(tmp_path / "g")
+    assert m["config"]["background"] == "ground"
+    it = MultiViewDataset(tmp_path / "g", "train", views_per_item=3)[(0, 0)]
+    covered = (it["depths"][:, 0] > 0).float().mean()
+    assert covered > 0.5  # the floor fills most of the frame
+    o, d = camera_rays(it["K"], it["c2w"], 24, 24)
+    z = it["depths"].reshape(3, -1)
+    t = z / (d * it["c2w"][:, None, :3, 2]).sum(-1)
+    pts = (o + d * t[..., None])[z > 0]
+    floor = pts[pts.norm(dim=-1) > 1.0]  # outside the object's ball: floor only
+    assert len(floor) > 50
+    assert float(floor[:, 2].std()) < 2e-3 and float(floor[:, 2].max()) <= 0.0
+    assert float(pts[:, 2].min()) >= float(floor[:, 2].mean()) - 5e-3  # nothing below the floor
+    # the floor is textured (not one colour), the sky is white and has no depth
+    img = it["images"].permute(0, 2, 3, 1)
+    assert float(img[it["depths"][:, 0] > 2.5].std(0).mean()) > 0.05
+    sky = it["masks"][:, 0] == 0  # no coverage at all (pixels on the horizon are partly covered)
+    assert (it["depths"][:, 0][sky] == 0).all()
+    if sky.any():
+        assert torch.allclose(img[sky], torch.ones(3))
+
+
+def test_ground_needs_cameras_above_the_floor():
+    with pytest.raises(ValueError, match="above the floor"):
+        GenerationConfig(background="ground", elevation_range=(-20.0, 70.0)).validate()
+    with pytest.raises(ValueError, match="background"):
+        GenerationConfig(background="sky").validate()
+
+
+def test_older_generation_json_still_resumes(dataset_dir, tmp_path):
+    """A set written before a config field existed (no 'background' in generation.json) resumes."""
+    out = tmp_path / "old"
+    shutil.copytree(dataset_dir, out)
+    gen = json.loads((out / "generation.json").read_text())
+    gen.pop("background", None)
+    (out / "generation.json").write_text(json.dumps(gen))
+    before = _shard_bytes(out)
+    generate_dataset(out, GenerationConfig(**CFG), show_progress=False)
+    assert _shard_bytes(out) == before

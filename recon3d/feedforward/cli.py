@@ -27,6 +27,11 @@ def _add_ffdata_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elevation", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="camera elevation range, degrees (default -20 70)")
     p.add_argument("--fov", type=float, help="field of view, degrees (default 40)")
+    p.add_argument("--background", choices=["white", "ground"],
+                   help="white (object alone, default) or ground (object on a tiled floor; for pose models)")
+    p.add_argument("--texture", choices=["part", "voronoi", "mixed"],
+                   help="object textures: low-frequency part colours, the fine Voronoi texture, or mixed "
+                        "(default: mixed, 80 %% part / 20 %% voronoi)")
     p.add_argument("--workers", type=int, default=1, help="processes rendering shards in parallel")
     p.add_argument("--overwrite", action="store_true", help="replace a data set made with another config")
     p.add_argument("--no-ready", action="store_true", help="do not write the READY marker at the end")
@@ -39,7 +44,10 @@ def cmd_ffdata(args) -> int:
     given = {"num_objects": args.objects, "views": args.views, "image_size": args.size, "seed": args.seed,
              "num_val": args.val, "num_test": args.test, "objects_per_shard": args.per_shard,
              "radius_range": tuple(args.radius) if args.radius else None,
-             "elevation_range": tuple(args.elevation) if args.elevation else None, "fov_deg": args.fov}
+             "elevation_range": tuple(args.elevation) if args.elevation else None, "fov_deg": args.fov,
+             "background": args.background,
+             "texture_weights": {"part": {"part": 1.0}, "voronoi": {"voronoi": 1.0}, "mixed": None}[args.texture]
+             if args.texture else None}
     cfg = GenerationConfig(**{k: v for k, v in given.items() if v is not None})
     try:
         cfg.validate()

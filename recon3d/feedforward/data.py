@@ -80,6 +80,10 @@ class GenerationConfig(ConfigIO):
         kind_weights: probability of each :func:`~recon3d.io.synthetic.make_object` kind.
         texture_weights: probability of ``"part"`` (:class:`~recon3d.io.synthetic.PartTexture`, low
             frequency per-part colours) and ``"voronoi"`` (the fine multi-coloured solid texture).
+        background: ``"white"`` (the object alone, composited on white) or ``"ground"`` (the object
+            standing on a tiled floor, :func:`~recon3d.io.synthetic.add_ground`, the space above the
+            floor white; ``mask``/``depth`` then cover the floor too). Pose models (VGGT) learn from
+            the textured surrounding as they would from a real capture; needs elevations >= 0.
     """
 
     num_objects: int = 480
@@ -96,6 +100,7 @@ class GenerationConfig(ConfigIO):
     kind_weights: dict[str, float] = field(default_factory=lambda: {
         "random": 0.6, "box": 0.1, "torus": 0.1, "cylinder": 0.1, "cone": 0.1})
     texture_weights: dict[str, float] = field(default_factory=lambda: {"part": 0.8, "voronoi": 0.2})
+    background: str = "white"
 
     def validate(self) -> None:
         if self.num_objects < 1 or self.views < 1 or self.image_size < 4 or self.objects_per_shard < 1:
@@ -107,6 +112,11 @@ class GenerationConfig(ConfigIO):
             raise ValueError(f"bad radius_range {self.radius_range} or fov_deg {self.fov_deg}")
         if not -90 <= self.elevation_range[0] <= self.elevation_range[1] <= 90:
             raise ValueError(f"bad elevation_range {self.elevation_range}")
+        if self.background not in ("white", "ground"):
+            raise ValueError(f"background must be 'white' or 'ground', got {self.background!r}")
+        if self.background == "ground" and self.elevation_range[0] < 0:
+            raise ValueError(f"background 'ground' needs cameras above the floor: elevation_range "
+                             f"{self.elevation_range} starts below 0")
 
     @property
     def focal(self) -> float:
@@ -141,7 +151,7 @@ def object_cameras(cfg: GenerationConfig, rng: np.random.Generator):
 
 def render_object(cfg: GenerationConfig, index: int) -> dict:
     """Render object ``index`` of the set; arrays as stored in a shard (without the leading N axis)."""
-    from recon3d.io.synthetic import Renderer, make_object, make_part_textured_object
+    from recon3d.io.synthetic import Renderer, add_ground, make_object, make_part_textured_object
 
     rng = np.random.default_rng([cfg.seed, index, 17])
     kind = _pick(rng, cfg.kind_weights)
@@ -149,6 +159,8 @@ def render_object(cfg: GenerationConfig, index: int) -> dict:
     obj_seed = int(rng.integers(0, 2**31 - 1))
     cams = object_cameras(cfg, rng)
     obj = (make_part_textured_object if texture == "part" else make_object)(obj_seed, kind)
+    if cfg.background == "ground":
+        obj = add_ground(obj, obj_seed)
     renderer = Renderer(obj, supersample=cfg.supersample)
     S, V = cfg.image_size, cfg.views
     rgb = np.empty((V, S, S, 3), np.uint8)
@@ -253,6 +265,8 @@ def generate_dataset(out_dir: str | Path, cfg: GenerationConfig, workers: int = 
             old = json.loads(gen_path.read_text())
         except (OSError, json.JSONDecodeError):
             old = None
+        if isinstance(old, dict):  # fields added later take their defaults
+            old = {**{k: v for k, v in GenerationConfig().canonical().items() if k not in old}, **old}
         if old != cfg.canonical():
             if not overwrite:
                 raise FileExistsError(f"{out} holds a data set with a different config ({gen_path}); "

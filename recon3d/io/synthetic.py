@@ -179,6 +179,69 @@ def make_part_textured_object(seed: int = 0, kind: str = "random") -> "Synthetic
     return obj
 
 
+class GroundTexture:
+    """Tiled floor colour for the ground plane: 2D Voronoi tiles (~``cell_size`` world units) in
+    random muted colours with dark grout lines and a slow brightness variation, like a patterned
+    floor or tablecloth. ``texture(points (P, 3)) -> (P, 3)`` in [0, 1]; only x and y are used."""
+
+    def __init__(self, seed: int, half_size: float, cell_size: float = 0.45):
+        rng = np.random.default_rng([seed, 6])
+        n = max(8, int(round((2 * half_size / cell_size) ** 2)))
+        self.sites = rng.uniform(-half_size, half_size, (n, 2))
+        hsv = np.stack([rng.uniform(0, 1, n), rng.uniform(0.1, 0.5, n), rng.uniform(0.4, 0.9, n)], -1)
+        self.colors = _hsv_to_rgb(hsv)
+        self.grout = 0.05 * cell_size
+        self.wave_k = rng.normal(size=(3, 2)) * 1.5
+        self.wave_phase = rng.uniform(0, 2 * np.pi, 3)
+        self._tree = cKDTree(self.sites)
+
+    def __call__(self, points: np.ndarray, part_ids: np.ndarray | None = None) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)[:, :2]
+        if len(p) == 0:
+            return np.zeros((0, 3), np.float32)
+        d, idx = self._tree.query(p, k=2)
+        edge = np.clip((d[:, 1] - d[:, 0] - 0.5 * self.grout) / self.grout, 0.0, 1.0)
+        lum = (0.25 + 0.75 * edge) * (1.0 + 0.2 * np.sin(p @ self.wave_k.T + self.wave_phase).mean(1))
+        return np.clip(self.colors[idx[:, 0]] * lum[:, None], 0.0, 1.0).astype(np.float32)
+
+
+def add_ground(obj: "SyntheticObject", seed: int, half_size: float = 6.0) -> "SyntheticObject":
+    """``obj`` standing on a textured square ground plane (side ``2 half_size``, at the object's lowest
+    z), as a new :class:`SyntheticObject`: the plane is one more part (id = number of parts) with a
+    :class:`GroundTexture`; ``description['ground'] = {'z', 'half_size'}``. Real captures have a
+    textured surrounding; multi-view pose models learn from it (see ``recon3d ffdata --background``)."""
+    V = np.asarray(obj.mesh.vertices)
+    F = np.asarray(obj.mesh.triangles)
+    ids = np.asarray(obj.mesh.triangle_material_ids, dtype=np.int64)
+    z0 = float(V[:, 2].min())
+    h = float(half_size)
+    gV = np.array([[-h, -h, z0], [h, -h, z0], [h, h, z0], [-h, h, z0]])
+    gF = np.array([[0, 1, 2], [0, 2, 3]]) + len(V)
+    ground_id = int(ids.max()) + 1 if len(ids) else 0
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.concatenate([V, gV])),
+                                     o3d.utility.Vector3iVector(np.concatenate([F, gF]).astype(np.int32)))
+    mesh.triangle_material_ids = o3d.utility.IntVector(np.concatenate([ids, [ground_id, ground_id]]).astype(np.int32).tolist())
+    mesh.compute_vertex_normals()
+    ground = GroundTexture(seed, h)
+    inner = obj.texture
+
+    def texture(points: np.ndarray, part_ids: np.ndarray | None = None) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        if part_ids is None:
+            return inner(p, None)
+        pid = np.asarray(part_ids).reshape(-1)
+        out = np.empty((len(p), 3), np.float32)
+        g = pid == ground_id
+        out[g] = ground(p[g])
+        if (~g).any():
+            out[~g] = inner(p[~g], pid[~g])
+        return out
+
+    desc = {**obj.description, "ground": {"z": round(z0, 6), "half_size": h}}
+    parts = np.concatenate([obj.vertex_parts, np.full(4, ground_id, np.int64)])
+    return SyntheticObject(mesh, texture, parts, desc)
+
+
 # ---------------------------------------------------------------------------------------- objects
 @dataclass
 class SyntheticObject:

@@ -32,15 +32,17 @@ class Aggregator(nn.Module):
         patch_embed: ``"conv"`` (one strided conv) or ``"dinov2"`` (a ViT with ``dino_depth`` blocks
             of ``dino_num_heads`` heads and its own registers).
         qk_norm, rope_freq, init_values: attention q/k LayerNorm, RoPE base (<= 0 disables), LayerScale init.
+        conv_abs_pos: add a fixed sine-cosine absolute position embedding to the conv embedder's tokens.
     """
 
     def __init__(self, img_size: int = 518, patch_size: int = 14, embed_dim: int = 1024, depth: int = 24,
                  num_heads: int = 16, mlp_ratio: float = 4.0, num_register_tokens: int = 4,
                  patch_embed: str = "dinov2", dino_depth: int = 24, dino_num_heads: int = 16,
-                 qk_norm: bool = True, rope_freq: float = 100.0, init_values: float = 0.01) -> None:
+                 qk_norm: bool = True, rope_freq: float = 100.0, init_values: float = 0.01,
+                 conv_abs_pos: bool = False) -> None:
         super().__init__()
         if patch_embed == "conv":
-            self.patch_embed = PatchEmbed(patch_size, embed_dim)
+            self.patch_embed = PatchEmbed(patch_size, embed_dim, abs_pos=conv_abs_pos)
         elif patch_embed == "dinov2":
             self.patch_embed = DinoPatchEmbed(img_size, patch_size, embed_dim, dino_depth, dino_num_heads,
                                               num_register_tokens, mlp_ratio)

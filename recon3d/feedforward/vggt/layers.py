@@ -118,18 +118,30 @@ class Block(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping patches -> tokens: (B, 3, H, W) -> (B, H/p * W/p, C) via a strided conv ``proj``."""
+    """Non-overlapping patches -> tokens: (B, 3, H, W) -> (B, H/p * W/p, C) via a strided conv ``proj``.
 
-    def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3) -> None:
+    With ``abs_pos=True`` a fixed (parameter-free) sine-cosine embedding of each patch's normalized
+    patch grid position (:func:`sincos_grid_embedding`, as in MAE's ViTs) is added. RoPE alone only makes attention *weights*
+    position-aware; the values a token receives from another frame then carry no image position, so
+    the camera token cannot see where a matched patch lies. The DINOv2 embedder has a learned absolute
+    embedding for this; the small conv embedder needs this one to learn relative poses.
+    """
+
+    def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3, abs_pos: bool = False) -> None:
         super().__init__()
         self.patch_size = patch_size
+        self.abs_pos = abs_pos
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
         H, W = x.shape[-2:]
         if H % self.patch_size or W % self.patch_size:
             raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {self.patch_size}")
-        return self.proj(x).flatten(2).transpose(1, 2)
+        y = self.proj(x)
+        if self.abs_pos:
+            h, w = y.shape[-2:]
+            y = y + sincos_grid_embedding(y.shape[1], h, w, y.device, y.dtype)[None]
+        return y.flatten(2).transpose(1, 2)
 
 
 class DinoPatchEmbed(nn.Module):
@@ -191,6 +203,24 @@ def patch_positions(batch: int, h: int, w: int, num_special: int, device) -> Ten
     pos = torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=-1) + 1
     pos = torch.cat([torch.zeros(num_special, 2, dtype=pos.dtype, device=device), pos], dim=0)
     return pos[None].expand(batch, -1, -1)
+
+
+def sincos_grid_embedding(channels: int, h: int, w: int, device, dtype) -> Tensor:
+    """(channels, h, w) fixed 2D sine-cosine embedding of patch grid indices (MAE-style): half of the
+    channels encode the column, half the row, each as [sin(i * omega), cos(i * omega)] with
+    omega = 10000^(-k/(C/4)), i in patch units."""
+    if channels % 4:
+        raise ValueError(f"channels must be divisible by 4, got {channels}")
+    q = channels // 4
+    omega = 1.0 / (10000.0 ** (torch.arange(q, device=device, dtype=torch.float32) / q))
+    rows, cols = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                                torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+
+    def enc(p: Tensor) -> Tensor:
+        a = p[..., None] * omega
+        return torch.cat([a.sin(), a.cos()], dim=-1)
+
+    return torch.cat([enc(cols), enc(rows)], dim=-1).permute(2, 0, 1).to(dtype)
 
 
 def sincos_uv_embedding(channels: int, h: int, w: int, aspect: float, device, dtype) -> Tensor:

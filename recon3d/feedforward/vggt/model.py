@@ -49,7 +49,8 @@ class VGGTConfig(ConfigIO):
         embed_dim, depth, num_heads, mlp_ratio: aggregator width, rounds of frame+global blocks, heads.
         num_register_tokens: register tokens per frame.
         patch_embed: ``"conv"`` or ``"dinov2"``; ``dino_depth``/``dino_num_heads`` size the latter.
-        qk_norm, rope_freq, init_values: attention options (see :class:`~.aggregator.Aggregator`).
+        qk_norm, rope_freq, init_values, conv_abs_pos: attention / embedding options (see
+            :class:`~.aggregator.Aggregator`).
         camera_trunk_depth, camera_num_heads, camera_iters: camera head trunk and refinement steps.
         dpt_features, dpt_out_channels, dpt_layer_idx: DPT head widths and the 4 aggregator layers read.
         conf_alpha: weight of ``-log(confidence)`` in the depth / point losses.
@@ -71,6 +72,7 @@ class VGGTConfig(ConfigIO):
     qk_norm: bool = True
     rope_freq: float = 100.0
     init_values: float = 0.01
+    conv_abs_pos: bool = True
     camera_trunk_depth: int = 2
     camera_num_heads: int = 4
     camera_iters: int = 4
@@ -114,7 +116,7 @@ class VGGT(FeedForwardModel):
             raise ValueError(f"dpt_layer_idx must be 4 layer indices below depth={c.depth}, got {c.dpt_layer_idx}")
         self.aggregator = Aggregator(c.img_size, c.patch_size, c.embed_dim, c.depth, c.num_heads, c.mlp_ratio,
                                      c.num_register_tokens, c.patch_embed, c.dino_depth, c.dino_num_heads,
-                                     c.qk_norm, c.rope_freq, c.init_values)
+                                     c.qk_norm, c.rope_freq, c.init_values, c.conv_abs_pos)
         dim = 2 * c.embed_dim
         self.camera_head = CameraHead(dim, c.camera_trunk_depth, c.camera_num_heads, c.mlp_ratio, c.init_values)
         dpt = dict(features=c.dpt_features, out_channels=c.dpt_out_channels, layer_idx=c.dpt_layer_idx)
