@@ -120,11 +120,28 @@ def cmd_export(args) -> int:
 
         if not hasattr(trainer, "extract_mesh"):
             raise DataError("--mesh", "this run has no mesh method; fit it with --method sugar")
-        mesh = trainer.extract_mesh()
+        mesh = trainer.extract_mesh(_sugar_mesh_config(args, trainer))
         norm = None if args.normalized else trainer.scene.normalization
         written = export_mesh(mesh, args.mesh, normalization=norm, up_axis=scene_up_axis(trainer.scene))
         print(f"wrote {', '.join(map(str, written))} ({mesh.num_faces} faces, {units})")
     return 0
+
+
+def _sugar_mesh_config(args, trainer):
+    """The run's SuGaR config with ``--texture-size`` / ``--texture-source`` applied (None: unchanged)."""
+    from dataclasses import replace
+
+    from recon3d.io.errors import DataError
+
+    changes = {k: v for k, v in (("texture_size", args.texture_size), ("texture_source", args.texture_source))
+               if v is not None}
+    if not changes:
+        return None
+    if args.texture_size is not None and not 0 <= args.texture_size <= 8192:
+        raise DataError("--texture-size", f"{args.texture_size} is not in [0, 8192]")
+    if args.mesh is not None and Path(args.mesh).suffix.lower() == ".ply" and changes.get("texture_size", 0) > 0:
+        raise DataError(args.mesh, "PLY holds no UV texture; use .glb or .obj with --texture-size")
+    return replace(trainer.sugar_cfg, **changes)
 
 
 def _export_field_mesh(args, trainer, method: str) -> int:
@@ -134,6 +151,8 @@ def _export_field_mesh(args, trainer, method: str) -> int:
 
     if args.splats is not None:
         raise DataError("--splats", f"a {method} run has no Gaussians to export; use --mesh out.glb|obj|ply")
+    if args.texture_size or args.texture_source:
+        raise DataError("--texture-size", f"UV texture baking is for sugar runs; a {method} mesh has vertex colours")
     mesh = trainer.extract_mesh(resolution=args.mesh_resolution)
     if mesh.num_faces == 0:
         raise DataError(args.run, f"the fitted {method} field gives an empty mesh ({mesh.metadata.get('note', '')})")
@@ -229,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "or sdf; for nerf/sdf runs the mesh is what export writes, default RUN/mesh.glb)")
     s.add_argument("--mesh-resolution", type=int, default=None,
                    help="nerf/sdf runs: marching-cubes nodes per axis (default: the run config's mesh_resolution)")
+    s.add_argument("--texture-size", type=int, default=None,
+                   help="sugar runs: bake a UV texture of N x N texels into the GLB/OBJ (xatlas unwrap; 0: vertex "
+                        "colours; default: the run config's texture_size)")
+    s.add_argument("--texture-source", choices=["views", "gaussians"], default=None,
+                   help="sugar runs: texels from the training photos (default) or from the Gaussians")
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("eval", help="metrics of a run folder, and pose error against ground truth")

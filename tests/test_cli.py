@@ -130,6 +130,8 @@ def test_fit_field_method_run_folder(method, steps, tiny_blender, tmp_path, caps
     assert (tmp_path / "m.obj").is_file() and "faces, 32^3 grid" in capsys.readouterr().out
     assert main(["export", "--run", str(out), "--splats", str(tmp_path / "s.ply")]) == 2  # no Gaussians
     assert "no Gaussians" in capsys.readouterr().err
+    assert main(["export", "--run", str(out), "--mesh", str(tmp_path / "t.glb"), "--texture-size", "64"]) == 2
+    assert "for sugar runs" in capsys.readouterr().err and not (tmp_path / "t.glb").exists()
     assert main(["eval", "--run", str(out)]) == 0
     ev = json.loads((out / "eval.json").read_text())
     assert ev["step"] == steps + 5 and "gaussians" not in ev and ev["test_psnr"] > 12

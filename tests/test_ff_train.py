@@ -120,3 +120,20 @@ def test_cli_train(data, tmp_path, capsys):
     assert main(["train", NAME, "--data", str(data), "--out", str(out), "--set", "bogus=1"]) == 2
     assert "no option 'bogus'" in capsys.readouterr().err
     assert main(["train", NAME, "--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+def test_init_from_starts_from_given_weights(data, tmp_path):
+    """init_from: a new run starts from another run's weights (final.pt or a training checkpoint) and
+    config, with a fresh optimizer; lr 0 keeps them bit for bit, a shape-changing override fails."""
+    first = train(NAME, data, tmp_path / "a", {**BASE, "steps": 2}, {"hidden": 8}, show_progress=False)
+    for src in (first.final, tmp_path / "a" / "checkpoints" / "step_0000002.pt"):
+        out = tmp_path / f"b_{src.stem}"
+        res = train(NAME, data, out, {**BASE, "steps": 1, "lr": 0.0, "init_from": str(src)}, show_progress=False)
+        assert res.model.config.hidden == 8
+        a, b = first.model.state_dict(), res.model.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    moved = train(NAME, data, tmp_path / "c", {**BASE, "steps": 2, "init_from": str(first.final)}, show_progress=False)
+    assert any(not torch.equal(v, moved.model.state_dict()[k]) for k, v in first.model.state_dict().items())
+    with pytest.raises(RuntimeError):
+        train(NAME, data, tmp_path / "d", {**BASE, "steps": 1, "init_from": str(first.final)}, {"hidden": 16},
+              show_progress=False)

@@ -76,3 +76,27 @@ def test_presets():
         preset("nope")
     c = preset("quick", target_faces=1234)
     assert SugarConfig.from_dict(c.to_dict()) == c
+
+
+def test_export_texture_options(fitted, tmp_path):
+    """`recon3d export --texture-size/--texture-source` on a SuGaR run: the run's config with those
+    changed bakes a UV texture of that size; a PLY target or a bad size is refused."""
+    from types import SimpleNamespace
+
+    from recon3d.cli import _sugar_mesh_config
+    from recon3d.io.errors import DataError
+
+    scene, cfg, ckpt, _ = fitted
+    tr = SugarTrainer.from_checkpoint(scene, cfg, ckpt, _cfg(steps=6, entropy_steps=2), tmp_path)
+    tr.fit(progress=False)
+    args = SimpleNamespace(texture_size=None, texture_source=None, mesh=tmp_path / "m.glb")
+    assert _sugar_mesh_config(args, tr) is None  # nothing asked: the run's own config
+    args.texture_size, args.texture_source = 32, "gaussians"
+    c = _sugar_mesh_config(args, tr)
+    assert c.texture_size == 32 and c.texture_source == "gaussians" and c.target_faces == tr.sugar_cfg.target_faces
+    mesh = tr.extract_mesh(c)
+    assert mesh.texture is not None and mesh.texture.shape[:2] == (32, 32) and mesh.uvs is not None
+    with pytest.raises(DataError, match="PLY holds no UV texture"):
+        _sugar_mesh_config(SimpleNamespace(texture_size=32, texture_source=None, mesh=tmp_path / "m.ply"), tr)
+    with pytest.raises(DataError, match="not in"):
+        _sugar_mesh_config(SimpleNamespace(texture_size=-1, texture_source=None, mesh=None), tr)

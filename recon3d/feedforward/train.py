@@ -92,6 +92,10 @@ class TrainConfig(ConfigIO):
         seed: model init, data order, view choice and per-rank RNG seed.
         device: ``"auto"`` (CUDA when available), ``"cuda"`` or ``"cpu"``.
         find_unused_parameters: DDP option (True tolerates parameters without gradients).
+        init_from: fine-tuning / curriculum stages: a model file (a trainer ``final.pt`` or
+            checkpoint, a shipped or published checkpoint) whose weights and model config start a
+            fresh run (new optimizer and schedule); ignored on resume. Model config overrides apply
+            on top only where the weights still fit.
     """
 
     steps: int = 10000
@@ -115,6 +119,7 @@ class TrainConfig(ConfigIO):
     seed: int = 0
     device: str = "auto"
     find_unused_parameters: bool = True
+    init_from: str = ""
 
 
 @dataclass
@@ -312,7 +317,18 @@ def _run(model_name, cls, cfg, data_dir, out, ckpt, ckpt_file, overrides, dev, r
 
     main = rank == 0
     torch.manual_seed(cfg.seed)  # identical init on every rank (DDP also broadcasts rank 0's weights)
-    model = build_model(model_name, overrides, ckpt["model_payload"]["config"] if ckpt else None).to(dev)
+    if ckpt is None and cfg.init_from:
+        raw = registry.load_payload(Path(cfg.init_from))
+        src = (cls.from_payload(raw["model_payload"]) if raw.get("format") == TRAIN_CKPT_FORMAT
+               else registry.load_model(model_name, cfg.init_from))
+        model = build_model(model_name, None, apply_overrides(src.config, overrides or {}).to_dict())
+        model.load_state_dict(src.state_dict())  # strict: a config override that changes shapes fails here
+        model = model.to(dev)
+        if main:
+            log.info("initialized from %s", cfg.init_from)
+        del src
+    else:
+        model = build_model(model_name, overrides, ckpt["model_payload"]["config"] if ckpt else None).to(dev)
     views = cfg.views_per_item or int(getattr(model.config, "num_views", 0) or 4)
     size = cfg.image_size or None
     angle = float(cfg.max_view_angle_deg) or None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import Block, DinoPatchEmbed, PatchEmbed, RotaryEmbedding2D, patch_positions
+from .layers import Block, ConvStemPatchEmbed, DinoPatchEmbed, PatchEmbed, RotaryEmbedding2D, patch_positions
 
 #: ImageNet statistics the patch embedder expects (images come in [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -29,7 +29,7 @@ class Aggregator(nn.Module):
         patch_size: pixels per patch side.
         embed_dim, depth, num_heads, mlp_ratio: sizes of the frame and global blocks.
         num_register_tokens: register tokens per frame.
-        patch_embed: ``"conv"`` (one strided conv) or ``"dinov2"`` (a ViT with ``dino_depth`` blocks
+        patch_embed: ``"conv"`` (one strided conv), ``"convstem"`` (:class:`~.layers.ConvStemPatchEmbed`) or ``"dinov2"`` (a ViT with ``dino_depth`` blocks
             of ``dino_num_heads`` heads and its own registers).
         qk_norm, rope_freq, init_values: attention q/k LayerNorm, RoPE base (<= 0 disables), LayerScale init.
         conv_abs_pos: add a fixed sine-cosine absolute position embedding to the conv embedder's tokens.
@@ -43,11 +43,13 @@ class Aggregator(nn.Module):
         super().__init__()
         if patch_embed == "conv":
             self.patch_embed = PatchEmbed(patch_size, embed_dim, abs_pos=conv_abs_pos)
+        elif patch_embed == "convstem":
+            self.patch_embed = ConvStemPatchEmbed(patch_size, embed_dim, abs_pos=conv_abs_pos)
         elif patch_embed == "dinov2":
             self.patch_embed = DinoPatchEmbed(img_size, patch_size, embed_dim, dino_depth, dino_num_heads,
                                               num_register_tokens, mlp_ratio)
         else:
-            raise ValueError(f"patch_embed must be 'conv' or 'dinov2', got {patch_embed!r}")
+            raise ValueError(f"patch_embed must be 'conv', 'convstem' or 'dinov2', got {patch_embed!r}")
         self.rope = RotaryEmbedding2D(rope_freq) if rope_freq > 0 else None
 
         def blocks() -> nn.ModuleList:

@@ -144,6 +144,40 @@ class PatchEmbed(nn.Module):
         return y.flatten(2).transpose(1, 2)
 
 
+class ConvStemPatchEmbed(nn.Module):
+    """Overlapping convolutional stem -> tokens (Xiao et al. 2021, "Early convolutions help transformers
+    see better"): log2(p) 3x3 stride-2 convs with GELU (channels doubling up to ``embed_dim``), then a
+    1x1 projection, so each token is a local descriptor with overlapping support, which makes patches
+    easier to match across views than one strided linear projection. Adds the same fixed absolute
+    position embedding as :class:`PatchEmbed` when ``abs_pos``. (B, 3, H, W) -> (B, H/p * W/p, C).
+    """
+
+    def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3, abs_pos: bool = True) -> None:
+        super().__init__()
+        n = int(round(math.log2(patch_size)))
+        if 2 ** n != patch_size:
+            raise ValueError(f"the conv stem needs a power-of-two patch size, got {patch_size}")
+        self.patch_size = patch_size
+        self.abs_pos = abs_pos
+        layers: list[nn.Module] = []
+        c_in, c = in_chans, max(16, embed_dim // 2 ** (n - 1))
+        for _ in range(n):
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GELU()]
+            c_in, c = c, min(embed_dim, c * 2)
+        self.stem = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(c_in, embed_dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        H, W = x.shape[-2:]
+        if H % self.patch_size or W % self.patch_size:
+            raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {self.patch_size}")
+        y = self.proj(self.stem(x))
+        if self.abs_pos:
+            h, w = y.shape[-2:]
+            y = y + sincos_grid_embedding(y.shape[1], h, w, y.device, y.dtype)[None]
+        return y.flatten(2).transpose(1, 2)
+
+
 class DinoPatchEmbed(nn.Module):
     """A DINOv2-with-registers ViT used as VGGT's patch embedder; returns normalized patch tokens.
 
