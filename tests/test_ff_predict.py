@@ -168,3 +168,24 @@ def test_cli_predict_and_errors(photo, checkpoint, tmp_path, capsys):
     assert rc == 2 and "nope.png" in err and len(err.splitlines()) == 1
     assert main(["predict", "--model", "no-such-model", "--images", str(path)]) == 2
     assert main(["predict", "--model", NAME, "--images", str(path), "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+
+
+def test_image_to_3d_uv_texture(photo, checkpoint, tmp_path):
+    """texture_size > 0: the predicted mesh is UV-unwrapped and baked from the same field; the texel
+    under each vertex's UV has that vertex's colour (same field query), and GLB/OBJ carry the image."""
+    from recon3d.mesh import load_mesh
+
+    path, _, _ = photo
+    out = tmp_path / "pred"
+    res = image_to_3d(NAME, [path], out, checkpoint=checkpoint, num_views=1, orbit_frames=0, mesh_resolution=24,
+                      texture_size=64)
+    m = res.mesh
+    assert m.uvs is not None and m.texture.shape == (64, 64, 3) and m.metadata["texture_size"] == 64
+    # uvs origin bottom-left: texel row = (1 - v) * H
+    u, v = m.uvs[:, 0], m.uvs[:, 1]
+    tex = m.texture[np.clip(((1 - v) * 64).astype(int), 0, 63), np.clip((u * 64).astype(int), 0, 63)]
+    err = np.abs(tex / 255.0 - m.vertex_colors).mean()
+    assert err < 0.08, err
+    back = load_mesh(res.meshes["glb"][0])
+    assert back.texture is not None and back.num_faces == m.num_faces
+    assert (out / "mesh.png").is_file()  # the OBJ's texture image

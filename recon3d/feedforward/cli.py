@@ -144,8 +144,10 @@ def cmd_predict(args) -> int:
         print(f"predicted with {args.model}: outputs in {out}" + (f" ({summary.get('points')} points)"
                                                                  if isinstance(summary, dict) and "points" in summary else ""))
         return 0
+    if not 0 <= args.texture_size <= 8192:
+        raise SystemExit(f"recon3d predict: error: --texture-size {args.texture_size} is not in [0, 8192]")
     opts = {"num_views": args.views, "orbit_frames": args.orbit_frames, "mesh_resolution": args.mesh_resolution,
-            "density_threshold": args.threshold}
+            "density_threshold": args.threshold, "texture_size": args.texture_size}
     res = image_to_3d(args.model, args.images, out, checkpoint=args.checkpoint, device=_device(args.device),
                       cameras=args.cameras, masks=args.masks, **opts)
     for note in res.notes:
@@ -179,6 +181,8 @@ def add_commands(sub) -> None:
     s.add_argument("--orbit-frames", type=int, default=32, help="turntable frames (0: no orbit; a multiple of --views reuses them as the views)")
     s.add_argument("--mesh-resolution", type=int, default=96, help="marching-cubes grid per axis (0: no mesh)")
     s.add_argument("--threshold", type=float, default=None, help="mesh density threshold, 1/world units")
+    s.add_argument("--texture-size", type=int, default=0,
+                   help="also bake an N x N UV texture into mesh.glb/.obj (xatlas unwrap; 0: vertex colours only)")
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("train", help="train a feed-forward model on a data set made by `recon3d ffdata`")

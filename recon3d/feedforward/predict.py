@@ -313,7 +313,8 @@ def _render_ring(model, latent, cameras, size: int, options) -> list[np.ndarray]
 def predict_radiance_field(model, images: Tensor, K: Tensor, c2w: Tensor, out_dir: str | Path, num_views: int = 8,
                            orbit_frames: int = 32, mesh_resolution: int = 96, density_threshold: Optional[float] = None,
                            formats: Sequence[str] = ("glb", "obj", "ply"), render_size: Optional[int] = None,
-                           render_options=None, notes: Optional[list[str]] = None) -> PredictResult:
+                           render_options=None, notes: Optional[list[str]] = None,
+                           texture_size: int = 0) -> PredictResult:
     """Encode source views with a :class:`ConditionedRadianceField`, render novel views and an orbit,
     extract and export a mesh; every file written atomically (see the module docstring).
 
@@ -323,6 +324,7 @@ def predict_radiance_field(model, images: Tensor, K: Tensor, c2w: Tensor, out_di
         orbit_frames: turntable frames (0: none); mesh_resolution: marching-cubes grid per axis (0: no mesh).
         density_threshold: iso-level in 1/world units (default: the model's ``mesh_density_threshold``, else 10).
         render_size: side of rendered views (default H).
+        texture_size: > 0: the mesh also gets a baked UV texture of this size (GLB/OBJ; PLY keeps vertex colours).
     """
     from recon3d.core.cameras import Cameras
     from recon3d.core.camera_paths import orbit_path
@@ -369,7 +371,7 @@ def predict_radiance_field(model, images: Tensor, K: Tensor, c2w: Tensor, out_di
     if mesh_resolution > 0:
         thr = float(density_threshold if density_threshold is not None else getattr(model, "mesh_density_threshold", 10.0))
         try:
-            res.mesh = density_mesh(model, latent, resolution=mesh_resolution, threshold=thr)
+            res.mesh = density_mesh(model, latent, resolution=mesh_resolution, threshold=thr, texture_size=texture_size)
         except ValueError as e:
             res.notes.append(f"no mesh: {e}")
         if res.mesh is not None and res.mesh.num_faces > 0:

@@ -133,11 +133,15 @@ def density_mesh(
     threshold: float = 10.0,
     chunk: int = 65_536,
     min_component_faces: int = 32,
+    texture_size: int = 0,
 ):
     """Marching cubes of the density of batch item 0 at ``threshold`` (1/world units), with colors.
 
     Vertex colors are the field's view-independent color (``directions=None``) queried slightly
-    inside the surface, along the negative vertex normal, where the density is high.
+    inside the surface (half a grid cell along the negative vertex normal), where the density is
+    high. With ``texture_size > 0`` the mesh is also UV-unwrapped (xatlas) and a ``texture_size``^2
+    texture is baked from the same field (:func:`surface_color_fn`), which keeps colour detail finer
+    than the marching-cubes vertices.
 
     Returns:
         :class:`recon3d.mesh.types.TriangleMesh` in world units (the model's frame).
@@ -157,16 +161,35 @@ def density_mesh(
     mesh = extract_isosurface(density, aabb, resolution=resolution, level=threshold, inside="above",
                               chunk=chunk, device=device, min_component_faces=min_component_faces)
     step = 2 * b / (resolution - 1)
-    colors = []
-    verts = torch.from_numpy(mesh.vertices).to(device)
-    normals = torch.from_numpy(mesh.vertex_normals).to(device) if mesh.vertex_normals is not None else 0 * verts
-    for s in range(0, len(verts), chunk):
-        p = verts[s:s + chunk] - 0.5 * step * normals[s:s + chunk]
-        _, rgb = model.query(_first(latent), p[None], None)
-        colors.append(rgb[0].clamp(0, 1).float().cpu())
-    mesh.vertex_colors = torch.cat(colors).numpy() if colors else None
+    color = surface_color_fn(model, latent, inset=0.5 * step, chunk=chunk)
+    normals = mesh.vertex_normals if mesh.vertex_normals is not None else np.zeros_like(mesh.vertices)
+    mesh.vertex_colors = color(mesh.vertices, normals) if len(mesh.vertices) else None
     mesh.metadata.update({"density_threshold": float(threshold), "resolution": int(resolution)})
+    if texture_size > 0 and mesh.num_faces > 0:
+        from recon3d.mesh.texture import bake_texture
+
+        mesh = bake_texture(mesh, color, size=texture_size)
+        mesh.metadata["texture_size"] = int(texture_size)
     return mesh
+
+
+def surface_color_fn(model: ConditionedRadianceField, latent: Any, inset: float = 0.01, chunk: int = 65_536):
+    """``fn(points (M, 3), normals (M, 3)) -> (M, 3)`` float32 numpy colours in [0, 1] of batch item 0:
+    the field's view-independent colour ``inset`` world units inside the surface (along -normal).
+    Used for vertex colours and by :func:`recon3d.mesh.texture.bake_texture`."""
+    device = next(model.parameters()).device
+    lat = _first(latent)
+
+    def fn(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        p = torch.from_numpy(np.asarray(points - inset * normals, np.float32)).to(device)
+        cols = []
+        with torch.no_grad():
+            for s in range(0, len(p), chunk):
+                _, rgb = model.query(lat, p[None, s:s + chunk], None)
+                cols.append(rgb[0].clamp(0, 1).float().cpu())
+        return torch.cat(cols).numpy() if cols else np.zeros((0, 3), np.float32)
+
+    return fn
 
 
 def _first(latent: Any) -> Any:

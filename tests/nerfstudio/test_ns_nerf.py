@@ -78,11 +78,11 @@ def trained(ns_scene, tmp_path_factory):
         "--viewer.quit-on-train-completion", "True", "--max-num-iterations", str(STEPS),
         "--steps-per-save", "1000", "--steps-per-eval-image", "1000", "--steps-per-eval-batch", "0",
         "--steps-per-eval-all-images", str(STEPS - 1), "--logging.steps-per-log", "1",
-        "--pipeline.datamanager.train-num-rays-per-batch", "256",
-        "--pipeline.datamanager.pixel-sampler.ignore-mask", "True",
+        "--pipeline.datamanager.train-num-rays-per-batch", "512",
         *SMALL_MODEL,
         "--optimizers.encoding.scheduler.warmup-steps", "5", "--optimizers.mlp.scheduler.warmup-steps", "5",
-        "--optimizers.encoding.scheduler.max-steps", str(STEPS), "--optimizers.mlp.scheduler.max-steps", str(STEPS),
+        # a short warm-up and (nearly) no decay within these few steps
+        "--optimizers.encoding.scheduler.max-steps", "2000", "--optimizers.mlp.scheduler.max-steps", "2000",
     ])
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
     return out / "tiny" / "recon3d-nerf" / "run"
@@ -150,16 +150,23 @@ def test_checkpoint_reloads_renders_as_before_saving_and_improved(trained):
     # gets the same start-of-training grid carving, so only the learning is compared
     from nerfstudio.engine.callbacks import TrainingCallbackAttributes
 
+    torch.manual_seed(0)  # the networks' initialization
     init = model.config.setup(scene_box=dm.train_dataset.scene_box, num_train_data=len(dm.train_dataset))
-    init.get_training_callbacks(TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=pipeline))
+    init.get_training_callbacks(TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=pipeline,
+                                                           trainer=None))
     torch.testing.assert_close(init.grid.visible, model.grid.visible)
-    before = float(np.mean(_image_psnrs(init, dm.train_dataset, False, views=(0, 4))))
-    after = float(np.mean(_image_psnrs(model, dm.train_dataset, False, views=(0, 4))))
-    print(f"train-view PSNR: {before:.2f} dB at init, {after:.2f} dB after {STEPS} steps")
-    assert after > before + 4.0, (before, after)
+    gain = {}
+    for masked in (False, True):
+        before = float(np.mean(_image_psnrs(init, dm.train_dataset, masked, views=(0, 4))))
+        after = float(np.mean(_image_psnrs(model, dm.train_dataset, masked, views=(0, 4))))
+        print(f"train-view PSNR ({'in masks' if masked else 'whole images'}): {before:.2f} dB at init, "
+              f"{after:.2f} dB after {STEPS} steps")
+        gain[masked] = after - before
+    # 80 steps mostly clear the hull around the object; its texture has only begun to form
+    assert gain[False] > 2.0 and gain[True] > 0.0, gain
 
 
-def _small_model(ns_scene, appearance_dim=0):
+def _small_model(ns_scene, appearance_dim=0, scene_type="object"):
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
     from recon3d.integrations.nerfstudio.nerf_model import Recon3dNerfModelConfig
@@ -170,7 +177,7 @@ def _small_model(ns_scene, appearance_dim=0):
     cfg = Recon3dNerfModelConfig(
         field=FieldConfig(num_levels=4, log2_hashmap_size=12, max_resolution=64, hidden_dim=16,
                           appearance_dim=appearance_dim, density_bias=1.0),
-        march=MarchConfig(num_steps=96), grid_resolution=16, grid_update_every=1, seed=2)
+        march=MarchConfig(num_steps=96), grid_resolution=16, grid_update_every=1, scene_type=scene_type, seed=2)
     torch.manual_seed(0)
     model = cfg.setup(scene_box=out.scene_box, num_train_data=len(out.image_filenames))
     with torch.no_grad():  # a field with structure: random hash tables, a random appearance code
@@ -189,14 +196,17 @@ def _small_model(ns_scene, appearance_dim=0):
     return model, out
 
 
-def test_plugin_renders_what_recon3d_renders(ns_scene):
+@pytest.mark.parametrize("scene_type", ["object", "unbounded"])
+def test_plugin_renders_what_recon3d_renders(ns_scene, scene_type):
     """Same field, grid and rays (nerfstudio's, from its dataparser): the plugin's rgb equals
     recon3d's render_rays at evaluation, and in training (jitter, random backgrounds, appearance)."""
     from recon3d.core.rays import RayBundle
     from recon3d.methods.nerf import render_rays
 
-    model, out = _small_model(ns_scene, appearance_dim=4)
-    torch.testing.assert_close(model.field.box.aabb, out.scene_box.aabb.float())  # the dataparser's bound
+    model, out = _small_model(ns_scene, appearance_dim=4, scene_type=scene_type)
+    # the field's bound is the dataparser's scene box (contracted beyond it for unbounded scenes)
+    torch.testing.assert_close(model.field.box.aabb, out.scene_box.aabb.float())
+    assert model.field.box.contraction == (None if scene_type == "object" else "linf")
     bundle = out.cameras[2:3].generate_rays(camera_indices=0).flatten()
     rays = RayBundle(bundle.origins.reshape(-1, 3), bundle.directions.reshape(-1, 3))
 
@@ -208,6 +218,8 @@ def test_plugin_renders_what_recon3d_renders(ns_scene):
     torch.testing.assert_close(ns["rgb"], ref["rgb"], atol=1e-5, rtol=0)
     torch.testing.assert_close(ns["accumulation"], ref["opacity"], atol=1e-5, rtol=0)
     torch.testing.assert_close(ns["depth"], ref["depth"], atol=1e-5, rtol=0)
+    rgba = model.get_rgba_image(ns)  # straight colour + alpha, recomposited = the render
+    torch.testing.assert_close(rgba[:, :3] * rgba[:, 3:], ns["rgb"], atol=1e-5, rtol=0)
 
     model.train()
     bundle.camera_indices = torch.full_like(bundle.camera_indices, 3)

@@ -260,31 +260,6 @@ class LRM(ConditionedRadianceField):
         """
         threshold = self.mesh_density_threshold if threshold is None else threshold
         mesh = density_mesh(self, latent, resolution=resolution, threshold=threshold,
-                            min_component_faces=min_component_faces)
+                            min_component_faces=min_component_faces, texture_size=texture_size)
         mesh.metadata.update({"method": "lrm"})
-        if texture_size > 0:
-            from recon3d.mesh.texture import bake_texture
-
-            mesh = bake_texture(mesh, self.surface_color_fn(latent, inset=self.scene_bound / resolution),
-                                size=texture_size)
         return mesh
-
-    def surface_color_fn(self, latent: Any, inset: float = 0.01):
-        """``fn(points (M, 3), normals (M, 3)) -> (M, 3)`` numpy colours of batch item 0, queried
-        ``inset`` world units inside the surface (along -normal), for :func:`recon3d.mesh.texture.bake_texture`."""
-        import numpy as np
-
-        planes = latent["planes"][:1]
-        rot = latent["rotation"][:1]
-        device = planes.device
-
-        def fn(points: "np.ndarray", normals: "np.ndarray") -> "np.ndarray":
-            p = torch.from_numpy(np.asarray(points - inset * normals, np.float32)).to(device)
-            cols = []
-            with torch.no_grad():
-                for s in range(0, len(p), 65536):
-                    _, rgb = self.query({"planes": planes, "rotation": rot}, p[None, s:s + 65536], None)
-                    cols.append(rgb[0].float().cpu())
-            return torch.cat(cols).numpy() if cols else np.zeros((0, 3), np.float32)
-
-        return fn

@@ -6,6 +6,8 @@ Registered through the ``nerfstudio.method_configs`` entry point in ``pyproject.
 * ``recon3d-splat`` (:mod:`.splat_config`): recon3d's Gaussian model, rasterizer
   (:func:`recon3d.core.gaussians.rasterize`: gsplat on CUDA, recon3d's PyTorch tiles on CPU) and
   densification strategy, fed by nerfstudio's full-image data manager and shown in its viewer.
+* ``recon3d-nerf`` (:mod:`.nerf_config`): recon3d's hash-grid NeRF field, occupancy grid and ray
+  marcher (:func:`recon3d.methods.nerf.render_rays`), fed by nerfstudio's ray data manager.
 
 Only nerfstudio imports this package; importing it without nerfstudio installed fails.
 """

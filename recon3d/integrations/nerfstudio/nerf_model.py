@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from nerfstudio.cameras.cameras import Cameras as NsCameras
+from nerfstudio.cameras.cameras import CameraType
 from nerfstudio.cameras.rays import RayBundle as NsRayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import Model, ModelConfig
@@ -118,19 +119,23 @@ class Recon3dNerfModel(Model):
         if attrs.pipeline is not None:
             dataset = attrs.pipeline.datamanager.train_dataset
             self.images_have_alpha = len(dataset) > 0 and dataset.get_image_float32(0).shape[-1] == 4
-            if self.config.scene_type == "object" and self.config.mark_unseen_cells:
-                seen = self.mark_unseen_cells(dataset.cameras)
+            cams = dataset.cameras
+            pinhole = bool((cams.camera_type == CameraType.PERSPECTIVE.value).all()) and (
+                cams.distortion_params is None or not bool(cams.distortion_params.abs().gt(1e-8).any()))
+            if self.config.scene_type == "object" and not pinhole:
+                log.info("recon3d-nerf: distorted / non-pinhole cameras: the occupancy grid is not masked by them")
+            if self.config.scene_type == "object" and pinhole and self.config.mark_unseen_cells:
+                seen = self.mark_unseen_cells(cams)
                 log.info("recon3d-nerf: %.1f%% of occupancy cells seen by a training camera", 100 * seen)
-            if self.config.scene_type == "object" and self.config.carve and self.images_have_alpha:
-                alphas = [dataset.get_image_float32(i)[..., 3] for i in range(len(dataset))]
-                inside = self.carve_visual_hull(dataset.cameras, alphas)
+            if self.config.scene_type == "object" and pinhole and self.config.carve and self.images_have_alpha:
+                alphas = [dataset.get_image_float32(i)[..., 3].clone() for i in range(len(dataset))]
+                inside = self.carve_visual_hull(cams, alphas)
                 log.info("recon3d-nerf: %.1f%% of occupancy cells inside the visual hull", 100 * inside)
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self.update_grid)]
 
     def _recon3d_cameras(self, cameras: NsCameras) -> Cameras:
-        """nerfstudio cameras (OpenGL axes, (C, 3, 4) camera-to-world) -> recon3d Cameras (OpenCV
-        axes; pinhole, distortion ignored: a few pixels only matter to the conservative grid
-        masking). The only place cameras are converted; rays need no conversion."""
+        """nerfstudio pinhole cameras (OpenGL axes, (C, 3, 4) camera-to-world) -> recon3d Cameras
+        (OpenCV axes). The only place cameras are converted; rays need no conversion."""
         c2w = cameras.camera_to_worlds.reshape(-1, 3, 4).float().cpu()
         bottom = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(c2w.shape[0], 1, 4)
         cams = Cameras(c2w=opengl_to_opencv(torch.cat([c2w, bottom], dim=1)),
@@ -193,6 +198,13 @@ class Recon3dNerfModel(Model):
                           background=bg, generator=gen, camera_indices=cams)
         return {"rgb": out["rgb"], "accumulation": out["opacity"], "depth": out["depth"], "background": bg,
                 "num_samples": int(out["num_samples"])}
+
+    def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
+        """(H, W, 4) straight (not premultiplied) colour and accumulation, the background taken out
+        (``ns-render --output-format`` with alpha)."""
+        rgb, acc, bg = outputs[output_name], outputs["accumulation"], outputs["background"]
+        straight = (rgb - (1.0 - acc) * bg) / acc.clamp_min(1e-10)
+        return torch.cat([straight.clamp(0.0, 1.0), acc], dim=-1)
 
     # ------------------------------------------------------------------ losses and metrics
     def _gt(self, batch: dict, background: Tensor) -> Tensor:
