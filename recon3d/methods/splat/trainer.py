@@ -13,21 +13,18 @@ Usage::
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from recon3d.core import Cameras
 from recon3d.core.gaussians import rasterize
 from recon3d.core.metrics import dssim_loss, psnr
-from recon3d.methods.checkpoint import (
-    atomic_torch_save, checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, rng_state, set_rng_state,
-)
-from recon3d.methods.common import RenderResult, evaluate_split, resolve_device
+from recon3d.methods.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
+from recon3d.methods.common import FitLoop, RenderResult, evaluate_split, resolve_device, run_fit_loop
 
 from .config import SplatConfig
 from .model import GaussianModel, make_optimizers, means_lr_at
@@ -161,44 +158,20 @@ class SplatTrainer:
         return {"loss": float(loss.detach()), "psnr": p, **edits}
 
     def fit(self, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
-        """Train to ``cfg.max_steps``; checkpoints to ``run_dir/checkpoints``. Returns a summary."""
+        """Train to ``cfg.max_steps``; checkpoints to ``run_dir/checkpoints``. Returns a summary
+        (:func:`recon3d.methods.common.run_fit_loop`'s, plus the final number of Gaussians)."""
         cfg = self.cfg
-        ckpt_dir = self.run_dir / "checkpoints"
-        if resume:
-            latest = latest_checkpoint(ckpt_dir)
-            if latest is not None:
-                self.load(latest)
-                log.info("resumed from %s (step %d)", latest, self.step)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not progress, desc="splat", dynamic_ncols=True)
-        ema_loss, ema_psnr = None, None
-        history = []
-        while self.step < cfg.max_steps:
-            stats = self.train_step()
-            ema_loss = stats["loss"] if ema_loss is None else 0.9 * ema_loss + 0.1 * stats["loss"]
-            ema_psnr = stats["psnr"] if ema_psnr is None else 0.9 * ema_psnr + 0.1 * stats["psnr"]
-            bar.update(1)
-            if self.step % 10 == 0 or self.step == cfg.max_steps:
-                bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{ema_psnr:.2f}", n=len(self.model), refresh=False)
-            if self.step % log_every == 0:
-                history.append({"step": self.step, "loss": ema_loss, "psnr": ema_psnr, "gaussians": len(self.model)})
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.max_steps:
-                self.save(checkpoint_path(ckpt_dir, self.step))
-                prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
-                m = self.evaluate(save_renders=False)
-                bar.write(f"step {self.step}: test PSNR {m['psnr']:.2f} SSIM {m['ssim']:.4f}")
-        bar.close()
-        self.save(checkpoint_path(ckpt_dir, self.step))
-        prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
-        return {"steps": self.step, "train_seconds": time.perf_counter() - t0, "gaussians": len(self.model),
-                "history": history}
+        summary = run_fit_loop(self, FitLoop(
+            self.run_dir / "checkpoints", cfg.max_steps, checkpoint_every=cfg.checkpoint_every,
+            keep_checkpoints=cfg.keep_checkpoints, eval_every=cfg.eval_every, desc="splat",
+            extra=lambda: {"gaussians": len(self.model)}), resume, progress, log_every)
+        return {**summary, "gaussians": len(self.model)}
 
     # ------------------------------------------------------------------ evaluation / export
-    def evaluate(self, split: str = "test", save_renders: bool = True) -> dict:
+    def evaluate(self, split: str = "test", save_renders: bool = True, max_views: Optional[int] = None) -> dict:
         """PSNR / SSIM / render time on a split; renders go to ``run_dir/renders/<split>/``."""
-        return evaluate_split(self.render, self.scene, self.cameras, self.device, self.run_dir, split, save_renders)
+        return evaluate_split(self.render, self.scene, self.cameras, self.device, self.run_dir, split, save_renders,
+                              max_views)
 
     def export_ply(self, path: str | Path, original_units: bool = True) -> Path:
         """Write the splats as a 3DGS .ply, mapped back to the capture's units when ``original_units``."""

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from recon3d.core.metrics import dssim_loss, psnr
-from recon3d.methods.checkpoint import checkpoint_path, latest_checkpoint, prune_checkpoints
+from recon3d.methods.common import FitLoop, run_fit_loop
 from recon3d.methods.splat.config import SplatConfig
 from recon3d.methods.splat.strategy import _edit
 from recon3d.methods.splat.trainer import SplatTrainer
@@ -148,35 +146,12 @@ class SugarTrainer(SplatTrainer):
     def fit(self, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
         """Run the regularization to ``sugar_start + steps``; checkpoints in ``run_dir/sugar/checkpoints``."""
         c = self.sugar_cfg
-        ckpt_dir = self.sugar_dir / "checkpoints"
-        if resume:
-            latest = latest_checkpoint(ckpt_dir)
-            if latest is not None:
-                self.load(latest)
-                log.info("SuGaR resumed from %s (step %d)", latest, self.step)
-        t0 = time.perf_counter()
-        bar = tqdm(total=c.steps, initial=self.step - self.sugar_start, disable=not progress, desc="sugar",
-                   dynamic_ncols=True)
-        history, ema = [], {}
-        while self.step < self.total_steps:
-            stats = self.train_step()
-            for k in ("loss", "psnr", "sdf", "normal", "entropy"):
-                if k in stats:
-                    ema[k] = stats[k] if k not in ema else 0.9 * ema[k] + 0.1 * stats[k]
-            bar.update(1)
-            rel = self.step - self.sugar_start
-            if rel % 10 == 0 or self.step == self.total_steps:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in ema.items()} | {"n": len(self.model)}, refresh=False)
-            if rel % log_every == 0:
-                history.append({"step": self.step, **{k: v for k, v in ema.items()}, "gaussians": len(self.model)})
-            if c.checkpoint_every and rel % c.checkpoint_every == 0 and self.step < self.total_steps:
-                self.save(checkpoint_path(ckpt_dir, self.step))
-                prune_checkpoints(ckpt_dir, c.keep_checkpoints)
-        bar.close()
-        self.save(checkpoint_path(ckpt_dir, self.step))
-        prune_checkpoints(ckpt_dir, c.keep_checkpoints)
-        return {"steps": c.steps, "seconds": time.perf_counter() - t0, "gaussians": len(self.model),
-                "history": history}
+        summary = run_fit_loop(self, FitLoop(
+            self.sugar_dir / "checkpoints", self.total_steps, start_step=self.sugar_start,
+            checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints, desc="sugar",
+            postfix=("loss", "psnr", "sdf", "normal", "entropy"), extra=lambda: {"gaussians": len(self.model)}),
+            resume, progress, log_every)
+        return {**summary, "steps": c.steps, "seconds": summary["train_seconds"], "gaussians": len(self.model)}
 
     # ------------------------------------------------------------------ meshing
     def extract_mesh(self, cfg: SugarConfig | None = None, progress: bool = False):
