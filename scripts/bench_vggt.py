@@ -122,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--background", choices=["ground", "white"], default="ground",
                     help="ground: objects on a tiled floor, cameras 5-60 deg up (the shipped model's training "
                          "distribution, like a tabletop capture); white: the object alone, cameras -20-70 deg")
+    ap.add_argument("--arc", type=float, default=360.0,
+                    help="camera azimuths within this arc, degrees (default 360: all around; e.g. 90 for a "
+                         "partial walk-around with overlapping views)")
     ap.add_argument("--checkpoint", default=None, help="VGGT weights (default: the shipped tiny model)")
     ap.add_argument("--no-sfm", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-scene results here")
@@ -134,7 +137,7 @@ def main(argv=None) -> int:
     from recon3d.feedforward.registry import load_model
 
     scene = {"background": "ground", "elevation_range": (5.0, 60.0)} if args.background == "ground" else {}
-    cfg = GenerationConfig(image_size=args.size, views=args.views, **scene)
+    cfg = GenerationConfig(image_size=args.size, views=args.views, azimuth_range=(0.0, args.arc), **scene)
     test_ids = [i for i, s in enumerate(split_assignment(cfg)) if s == "test"][: args.scenes]
     model = load_model("vggt", args.checkpoint)
     rows = []
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
         vals = [r[method][key] for r in rows if method in r and np.isfinite(r[method][key])]
         return float(np.mean(vals)) if vals else float("nan")
 
-    print(f"\n{len(rows)} held-out objects x {args.views} views at {args.size} px, background {args.background} "
+    print(f"\n{len(rows)} held-out objects x {args.views} views at {args.size} px, background {args.background}, azimuth arc {args.arc:g} deg "
           f"(VGGT model {model.config.img_size} px, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params)")
     print("| method | registered | rot err (deg) | centre err (rel) | AUC@30 | depth AbsRel | time / scene (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

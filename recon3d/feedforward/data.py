@@ -75,6 +75,8 @@ class GenerationConfig(ConfigIO):
         objects_per_shard: objects per ``shard_XXXXX.npz``.
         radius_range: (min, max) camera distance to the origin, world units.
         elevation_range: (min, max) camera elevation above the xy-plane, degrees.
+        azimuth_range: (min, max) camera azimuth, degrees (default the full circle; a narrower arc
+            gives partial walk-around captures, e.g. for benchmarks).
         fov_deg: horizontal (= vertical) field of view, degrees.
         supersample: s x s rays per pixel for colour and coverage.
         kind_weights: probability of each :func:`~recon3d.io.synthetic.make_object` kind.
@@ -95,6 +97,7 @@ class GenerationConfig(ConfigIO):
     objects_per_shard: int = 16
     radius_range: tuple[float, float] = (3.2, 4.0)
     elevation_range: tuple[float, float] = (-20.0, 70.0)
+    azimuth_range: tuple[float, float] = (0.0, 360.0)
     fov_deg: float = 40.0
     supersample: int = 3
     kind_weights: dict[str, float] = field(default_factory=lambda: {
@@ -112,6 +115,8 @@ class GenerationConfig(ConfigIO):
             raise ValueError(f"bad radius_range {self.radius_range} or fov_deg {self.fov_deg}")
         if not -90 <= self.elevation_range[0] <= self.elevation_range[1] <= 90:
             raise ValueError(f"bad elevation_range {self.elevation_range}")
+        if not self.azimuth_range[0] <= self.azimuth_range[1] <= self.azimuth_range[0] + 360:
+            raise ValueError(f"bad azimuth_range {self.azimuth_range}")
         if self.background not in ("white", "ground"):
             raise ValueError(f"background must be 'white' or 'ground', got {self.background!r}")
         if self.background == "ground" and self.elevation_range[0] < 0:
@@ -139,7 +144,7 @@ def object_cameras(cfg: GenerationConfig, rng: np.random.Generator):
     from recon3d.io.synthetic import look_at
 
     V = cfg.views
-    az = rng.uniform(0.0, 2 * math.pi, V)
+    az = rng.uniform(math.radians(cfg.azimuth_range[0]), math.radians(cfg.azimuth_range[1]), V)
     z0, z1 = (math.sin(math.radians(e)) for e in cfg.elevation_range)
     z = rng.uniform(z0, z1, V)
     r = rng.uniform(cfg.radius_range[0], cfg.radius_range[1], V)
