@@ -79,6 +79,7 @@ def trained(ns_scene, tmp_path_factory):
         "--steps-per-save", "1000", "--steps-per-eval-image", "1000", "--steps-per-eval-batch", "0",
         "--steps-per-eval-all-images", str(STEPS - 1), "--logging.steps-per-log", "1",
         "--pipeline.datamanager.train-num-rays-per-batch", "512",
+        "--pipeline.datamanager.pixel-sampler.ignore-mask", "True",
         *SMALL_MODEL,
         "--optimizers.encoding.scheduler.warmup-steps", "5", "--optimizers.mlp.scheduler.warmup-steps", "5",
         # a short warm-up and (nearly) no decay within these few steps
@@ -129,7 +130,7 @@ def test_training_on_cpu_writes_checkpoint_and_psnr_rises(trained):
     p = [v for _, v in _scalars(trained, "Train Metrics Dict/psnr")]
     first, last = float(np.mean(p[:10])), float(np.mean(p[-10:]))
     print(f"batch PSNR: {first:.2f} dB over the first 10 steps, {last:.2f} dB over the last 10")
-    assert last > first + 1.5, (first, last)
+    assert last > first + 3.0, (first, last)
 
 
 def test_checkpoint_reloads_renders_as_before_saving_and_improved(trained):
@@ -162,8 +163,9 @@ def test_checkpoint_reloads_renders_as_before_saving_and_improved(trained):
         print(f"train-view PSNR ({'in masks' if masked else 'whole images'}): {before:.2f} dB at init, "
               f"{after:.2f} dB after {STEPS} steps")
         gain[masked] = after - before
-    # 80 steps mostly clear the hull around the object; its texture has only begun to form
-    assert gain[False] > 2.0 and gain[True] > 0.0, gain
+    # 80 steps mostly clear the visual hull around the object (whole images); the object's own
+    # texture has barely begun to form (the in-mask figure, printed, is not asserted)
+    assert gain[False] > 2.0, gain
 
 
 def _small_model(ns_scene, appearance_dim=0, scene_type="object"):

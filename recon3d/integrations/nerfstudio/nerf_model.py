@@ -111,7 +111,8 @@ class Recon3dNerfModel(Model):
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         enc = list(self.field.encoding.parameters())
         ids = {id(p) for p in enc}
-        return {"encoding": enc, "mlp": [p for p in self.field.parameters() if id(p) not in ids]}
+        mlps = [p for p in self.field.parameters() if id(p) not in ids]
+        return dict(zip(PARAM_GROUPS, (enc, mlps)))
 
     def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
         """Occupancy-grid refresh before every training step (acting every ``grid_update_every``);
