@@ -66,7 +66,7 @@ class VGGTConfig(ConfigIO):
     num_heads: int = 4
     mlp_ratio: float = 4.0
     num_register_tokens: int = 4
-    patch_embed: str = "conv"
+    patch_embed: str = "convstem"
     dino_depth: int = 0
     dino_num_heads: int = 4
     qk_norm: bool = True

@@ -19,7 +19,6 @@ camera-derived box.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Dict, List, Literal, Optional, Tuple, Type
@@ -41,6 +40,7 @@ from recon3d.core.fields import OccupancyGrid, SceneBox
 from recon3d.core.metrics import psnr, ssim
 from recon3d.core.rays import RayBundle
 from recon3d.methods.nerf import FieldConfig, MarchConfig, NerfConfig, NerfField, render_rays
+from recon3d.methods.nerf.renderer import march_step_and_grid_threshold
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,8 @@ class Recon3dNerfModel(Model):
         self.grid = OccupancyGrid(self.box, cfg.grid_resolution)
         # as recon3d's NerfTrainer: the largest candidate bin, and the density at which one bin of
         # that length has opacity grid_alpha_threshold
-        self.step_size = float((aabb[1] - aabb[0]).norm()) / cfg.march.num_steps
-        self.grid_threshold = -math.log(1.0 - cfg.grid_alpha_threshold) / self.step_size
+        self.step_size, self.grid_threshold = march_step_and_grid_threshold(
+            aabb, cfg.march.num_steps, cfg.grid_alpha_threshold)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # CPU: backgrounds, grid updates, jitter
         self.images_have_alpha = True  # until get_training_callbacks sees the training images
 

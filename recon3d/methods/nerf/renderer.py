@@ -8,6 +8,8 @@ contracted space. Compositing is :func:`recon3d.core.volume_rendering.render_sam
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -94,3 +96,12 @@ def shade_samples(field: NerfField, m: MarchedSamples, rays: RayBundle, backgrou
                          background=background)
     out["num_samples"] = len(m)
     return out
+
+
+def march_step_and_grid_threshold(aabb, num_steps: int, alpha_threshold: float) -> tuple[float, float]:
+    """The ray-marching step (the box diagonal / ``num_steps``, world units: the largest candidate
+    bin in box scenes) and the occupancy-grid density threshold: the density whose opacity over one
+    such step, ``1 - exp(-sigma * step)``, equals ``alpha_threshold`` (1 / world units).
+    ``aabb``: (2, 3) tensor, min and max corners."""
+    step = float((aabb[1] - aabb[0]).norm()) / num_steps
+    return step, -math.log(1.0 - alpha_threshold) / step

@@ -37,7 +37,7 @@ from recon3d.methods.common import (
 
 from .config import NerfConfig
 from .model import NerfField
-from .renderer import march_rays, render_rays, shade_samples
+from .renderer import march_rays, march_step_and_grid_threshold, render_rays, shade_samples
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,8 @@ class NerfTrainer(RayTrainer):
                 alphas = [a[..., 0] for a in self.data.image_maps(self.data.alpha)]
                 vis = self.grid.carve(train_cams, alphas)
                 log.info("occupancy grid: %.1f%% of cells inside the visual hull", 100 * vis)
-        diag = float((self.box.aabb[1] - self.box.aabb[0]).norm())
-        self.step_size = diag / cfg.march.num_steps  # largest candidate bin, world units (box scenes)
-        self.grid_threshold = -math.log(1.0 - cfg.grid_alpha_threshold) / self.step_size
+        self.step_size, self.grid_threshold = march_step_and_grid_threshold(
+            self.box.aabb, cfg.march.num_steps, cfg.grid_alpha_threshold)
         enc = list(self.field.encoding.parameters())
         enc_ids = {id(p) for p in enc}
         mlps = [p for p in self.field.parameters() if id(p) not in enc_ids]
