@@ -257,3 +257,16 @@ def test_azimuth_arc():
     assert torch.equal(full, default)
     with pytest.raises(ValueError, match="azimuth_range"):
         GenerationConfig(azimuth_range=(90.0, 10.0)).validate()
+
+
+def test_cli_ffdata_background_and_texture(tmp_path, capsys):
+    from recon3d.cli import main
+
+    out = tmp_path / "g"
+    assert main(["ffdata", "--out", str(out), "--objects", "3", "--views", "2", "--size", "8", "--val", "1",
+                 "--test", "1", "--background", "ground", "--texture", "voronoi", "--elevation", "10", "40"]) == 0
+    m = load_manifest(out)
+    assert m["config"]["background"] == "ground" and m["config"]["texture_weights"] == {"voronoi": 1.0}
+    assert {o["texture"] for o in m["objects"]} == {"voronoi"}
+    with pytest.raises(SystemExit, match="above the floor"):
+        main(["ffdata", "--out", str(tmp_path / "bad"), "--background", "ground", "--elevation", "-10", "40"])
