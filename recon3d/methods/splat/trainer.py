@@ -24,7 +24,8 @@ from recon3d.core import Cameras
 from recon3d.core.gaussians import rasterize
 from recon3d.core.metrics import dssim_loss, psnr
 from recon3d.methods.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
-from recon3d.methods.common import FitLoop, RenderResult, evaluate_split, resolve_device, run_fit_loop
+from recon3d.methods.common import RenderResult, evaluate_split, resolve_device
+from recon3d.methods.fit_loop import FitLoop, run_fit_loop
 
 from .config import SplatConfig
 from .model import GaussianModel, make_optimizers, means_lr_at

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from recon3d.core.metrics import dssim_loss, psnr
-from recon3d.methods.common import FitLoop, run_fit_loop
+from recon3d.methods.fit_loop import FitLoop, run_fit_loop
 from recon3d.methods.splat.config import SplatConfig
 from recon3d.methods.splat.strategy import _edit
 from recon3d.methods.splat.trainer import SplatTrainer
