@@ -78,20 +78,22 @@ def zip_files(files: Sequence[Path], out: Path) -> Path:
     return out
 
 
-def predict_options(settings: AppSettings) -> dict:
-    """Keyword options for ``image_to_3d`` from the app settings (fast mode: coarse mesh, few frames)."""
+def predict_options(settings: AppSettings, texture: bool = False) -> dict:
+    """Keyword options for ``image_to_3d`` from the app settings (fast mode: coarse mesh, few frames);
+    ``texture``: also bake a ``settings.texture_size`` UV texture into the GLB/OBJ."""
     opts = {"mesh_resolution": int(settings.mesh_resolution), "orbit_frames": int(settings.orbit_frames),
-            "num_views": int(settings.num_views)}
+            "num_views": int(settings.num_views), "texture_size": int(settings.texture_size) if texture else 0}
     if settings.density_threshold is not None:
         opts["density_threshold"] = float(settings.density_threshold)
     return opts
 
 
 def run_image_to_3d(settings: AppSettings, upload: Optional[str | os.PathLike], model: str,
-                    user_name: Optional[str] = None) -> ImageTo3DResult:
+                    user_name: Optional[str] = None, texture: bool = False) -> ImageTo3DResult:
     """Check the upload, run the model, package the downloads. DataError for any input problem.
 
-    ``upload``: server path of the uploaded (or example) file; ``user_name``: the name the user gave it.
+    ``upload``: server path of the uploaded (or example) file; ``user_name``: the name the user gave it;
+    ``texture``: bake a UV texture into the mesh (GLB/OBJ) instead of vertex colours only.
     """
     if upload is None or str(upload) == "":
         raise DataError("image", "upload a photo or pick one of the examples first")
@@ -110,7 +112,7 @@ def run_image_to_3d(settings: AppSettings, upload: Optional[str | os.PathLike], 
         t0 = time.perf_counter()
         try:
             res = image_to_3d(model, [checked.path], job / "out", device=settings.device,
-                              **predict_options(settings))
+                              **predict_options(settings, texture))
         except DataError as e:  # e.g. "no object found": name the user's file, never a server path
             raise DataError(shown_name if e.path.name == checked.path.name else e.path.name, e.problem) from None
     except BaseException:

@@ -68,6 +68,8 @@ class AppSettings(ConfigIO):
     mesh_resolution: int = 96
     orbit_frames: int = 32  # a multiple of num_views: the views are taken from the orbit frames
     num_views: int = 8
+    #: UV texture size baked when the user ticks "UV texture" (xatlas unwrap; ~25 s for a detailed mesh)
+    texture_size: int = 1024
     #: iso-level of the mesh in 1/world units (None: the model's own ``mesh_density_threshold``)
     density_threshold: Optional[float] = None
     fast: bool = False

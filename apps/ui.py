@@ -56,6 +56,8 @@ def _image_tab(settings: AppSettings) -> None:
                 gr.Examples([[str(p)] for p in examples], inputs=[upload], label="Bundled examples")
             model = gr.Dropdown(models, value=models[0] if models else None, label="Model",
                                 interactive=bool(models), elem_id="i2d-model")
+            texture = gr.Checkbox(label=f"UV texture ({settings.texture_size} px; slower, about 25 s for a detailed mesh)",
+                                  value=False, elem_id="i2d-texture")
             run = gr.Button("Reconstruct", variant="primary", elem_id="i2d-run")
             status = gr.Markdown(
                 "" if models else "**Note:** no image-to-3D checkpoint is installed (`data/checkpoints/lrm.pt` or "
@@ -72,15 +74,16 @@ def _image_tab(settings: AppSettings) -> None:
             files = gr.File(label="Downloads (GLB, OBJ zip, PLY)", file_count="multiple", interactive=False,
                             elem_id="i2d-downloads")
 
-    def handler(path, model_name):
+    def handler(path, model_name, bake_texture):
         try:
-            r = image_tab.run_image_to_3d(settings, path, model_name, user_name=Path(path).name if path else None)
+            r = image_tab.run_image_to_3d(settings, path, model_name, user_name=Path(path).name if path else None,
+                                          texture=bool(bake_texture))
         except Exception as e:  # noqa: BLE001 - every failure becomes a message in the page
             return _err(e), None, None, None, None, None
         return (_ok(r.summary, r.notices), str(r.model_input), str(r.glb) if r.glb else None,
                 str(r.turntable) if r.turntable else None, [str(p) for p in r.views], [str(p) for p in r.downloads])
 
-    run.click(handler, [upload, model], [status, seen, view3d, turntable, views, files],
+    run.click(handler, [upload, model, texture], [status, seen, view3d, turntable, views, files],
               concurrency_limit=1, concurrency_id="image_to_3d", show_progress="full", show_progress_on=[view3d])
 
 

@@ -65,6 +65,24 @@ def test_image_to_3d_end_to_end(settings, lrm_data, tmp_path):
     assert "made a" in r.summary and "`My_Object.png`" in r.summary
 
 
+def test_image_to_3d_with_uv_texture(settings, lrm_data, tmp_path):
+    """The "UV texture" option: the GLB carries a texture image of the configured size and the OBJ
+    download zips the texture PNG with the mesh; without it, vertex colours only."""
+    from recon3d.mesh import load_mesh
+
+    settings.density_threshold = lrm_data
+    settings.texture_size = 64
+    r = image_tab.run_image_to_3d(settings, EXAMPLE, "lrm", texture=True)
+    m = load_mesh(r.glb)
+    assert m.texture is not None and m.texture.shape[:2] == (64, 64) and m.num_faces > 0
+    with zipfile.ZipFile(r.obj_zip) as zf:
+        assert {"mesh.obj", "mesh.mtl", "mesh.png"} <= set(zf.namelist())
+    plain = image_tab.run_image_to_3d(settings, EXAMPLE, "lrm")
+    assert load_mesh(plain.glb).texture is None
+    assert image_tab.predict_options(settings)["texture_size"] == 0
+    assert image_tab.predict_options(settings, texture=True)["texture_size"] == 64
+
+
 def test_bad_uploads_fail_before_the_model_runs(settings, lrm_data, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
