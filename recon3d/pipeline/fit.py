@@ -205,7 +205,6 @@ def _fit_field_method(opts: FitOptions, scene, cfg, out: Path, pose_info: dict, 
     return metrics
 
 
-
 def _test_metrics(trainer, scene) -> dict:
     """Test-split PSNR/SSIM/render time of a fitted trainer for metrics.json (a note without test views)."""
     if not scene.test_indices:
@@ -215,6 +214,7 @@ def _test_metrics(trainer, scene) -> dict:
              ev["ms_per_image"], ev["views"])
     return {"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"],
             "test_per_view_psnr": ev["per_view_psnr"]}
+
 
 def run_fit(opts: FitOptions) -> dict:
     """Fit, evaluate and export; returns the metrics written to ``metrics.json``."""
@@ -258,7 +258,7 @@ def run_fit(opts: FitOptions) -> dict:
     if opts.method == "sugar":
         from recon3d.mesh import export_mesh_formats, scene_up_axis
 
-        metrics["sugar_seconds"] = round(sugar_summary["seconds"], 2)
+        metrics["sugar_seconds"] = round(sugar_summary["train_seconds"], 2)
         metrics["sugar_gaussians"] = sugar_summary["gaussians"]
         mesh = trainer.extract_mesh(progress=True)
         files = export_mesh_formats(mesh, out, "mesh", normalization=scene.normalization,

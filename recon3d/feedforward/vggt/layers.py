@@ -134,14 +134,8 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        H, W = x.shape[-2:]
-        if H % self.patch_size or W % self.patch_size:
-            raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {self.patch_size}")
-        y = self.proj(x)
-        if self.abs_pos:
-            h, w = y.shape[-2:]
-            y = y + sincos_grid_embedding(y.shape[1], h, w, y.device, y.dtype)[None]
-        return y.flatten(2).transpose(1, 2)
+        _check_patch_multiple(x, self.patch_size)
+        return _grid_to_tokens(self.proj(x), self.abs_pos)
 
 
 class ConvStemPatchEmbed(nn.Module):
@@ -168,14 +162,21 @@ class ConvStemPatchEmbed(nn.Module):
         self.proj = nn.Conv2d(c_in, embed_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        H, W = x.shape[-2:]
-        if H % self.patch_size or W % self.patch_size:
-            raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {self.patch_size}")
-        y = self.proj(self.stem(x))
-        if self.abs_pos:
-            h, w = y.shape[-2:]
-            y = y + sincos_grid_embedding(y.shape[1], h, w, y.device, y.dtype)[None]
-        return y.flatten(2).transpose(1, 2)
+        _check_patch_multiple(x, self.patch_size)
+        return _grid_to_tokens(self.proj(self.stem(x)), self.abs_pos)
+
+
+def _check_patch_multiple(x: Tensor, patch_size: int) -> None:
+    H, W = x.shape[-2:]
+    if H % patch_size or W % patch_size:
+        raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {patch_size}")
+
+
+def _grid_to_tokens(y: Tensor, abs_pos: bool) -> Tensor:
+    """(B, C, h, w) feature grid -> (B, h*w, C) tokens, plus :func:`sincos_grid_embedding` if ``abs_pos``."""
+    if abs_pos:
+        y = y + sincos_grid_embedding(y.shape[1], y.shape[-2], y.shape[-1], y.device, y.dtype)[None]
+    return y.flatten(2).transpose(1, 2)
 
 
 class DinoPatchEmbed(nn.Module):
@@ -243,18 +244,24 @@ def sincos_grid_embedding(channels: int, h: int, w: int, device, dtype) -> Tenso
     """(channels, h, w) fixed 2D sine-cosine embedding of patch grid indices (MAE-style): half of the
     channels encode the column, half the row, each as [sin(i * omega), cos(i * omega)] with
     omega = 10000^(-k/(C/4)), i in patch units."""
+    rows, cols = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                                torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    return _sincos_2d(cols, rows, channels, 10000.0).to(dtype)
+
+
+def _sincos_2d(u: Tensor, v: Tensor, channels: int, base: float) -> Tensor:
+    """(channels, h, w): half the channels encode the (h, w) grid ``u``, half ``v``, each as
+    [sin(p * omega), cos(p * omega)] with omega = base^(-k/(C/4)), k = 0 .. C/4 - 1."""
     if channels % 4:
         raise ValueError(f"channels must be divisible by 4, got {channels}")
     q = channels // 4
-    omega = 1.0 / (10000.0 ** (torch.arange(q, device=device, dtype=torch.float32) / q))
-    rows, cols = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
-                                torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    omega = 1.0 / (base ** (torch.arange(q, device=u.device, dtype=torch.float32) / q))
 
     def enc(p: Tensor) -> Tensor:
         a = p[..., None] * omega
         return torch.cat([a.sin(), a.cos()], dim=-1)
 
-    return torch.cat([enc(cols), enc(rows)], dim=-1).permute(2, 0, 1).to(dtype)
+    return torch.cat([enc(u), enc(v)], dim=-1).permute(2, 0, 1)
 
 
 def sincos_uv_embedding(channels: int, h: int, w: int, aspect: float, device, dtype) -> Tensor:
@@ -263,18 +270,9 @@ def sincos_uv_embedding(channels: int, h: int, w: int, aspect: float, device, dt
     u spans [-a, a], v [-b, b] with a/b = ``aspect`` (width / height) and a^2 + b^2 = 1; half of the
     channels encode u, half v, each as [sin(pos * omega), cos(pos * omega)] with omega = 100^(-k/(C/4)).
     """
-    if channels % 4:
-        raise ValueError(f"channels must be divisible by 4, got {channels}")
     diag = math.sqrt(aspect ** 2 + 1.0)
     su, sv = aspect / diag, 1.0 / diag
     u = torch.linspace(-su * (w - 1) / w, su * (w - 1) / w, w, device=device, dtype=torch.float32)
     v = torch.linspace(-sv * (h - 1) / h, sv * (h - 1) / h, h, device=device, dtype=torch.float32)
     vv, uu = torch.meshgrid(v, u, indexing="ij")
-    q = channels // 4
-    omega = 1.0 / (100.0 ** (torch.arange(q, device=device, dtype=torch.float32) / q))
-
-    def enc(p: Tensor) -> Tensor:
-        a = p[..., None] * omega
-        return torch.cat([a.sin(), a.cos()], dim=-1)
-
-    return torch.cat([enc(uu), enc(vv)], dim=-1).permute(2, 0, 1).to(dtype)
+    return _sincos_2d(uu, vv, channels, 100.0).to(dtype)

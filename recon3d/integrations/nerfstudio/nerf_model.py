@@ -40,7 +40,7 @@ from recon3d.core.fields import OccupancyGrid, SceneBox
 from recon3d.core.metrics import psnr, ssim
 from recon3d.core.rays import RayBundle
 from recon3d.methods.nerf import FieldConfig, MarchConfig, NerfConfig, NerfField, render_rays
-from recon3d.methods.nerf.renderer import march_step_and_grid_threshold
+from recon3d.methods.nerf.renderer import grid_cells_to_update, march_step_and_grid_threshold
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,7 @@ class Recon3dNerfModel(Model):
         self.images_have_alpha = True  # until get_training_callbacks sees the training images
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        enc = list(self.field.encoding.parameters())
-        ids = {id(p) for p in enc}
-        mlps = [p for p in self.field.parameters() if id(p) not in ids]
-        return dict(zip(PARAM_GROUPS, (enc, mlps)))
+        return dict(zip(PARAM_GROUPS, self.field.parameter_groups()))
 
     def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
         """Occupancy-grid refresh before every training step (acting every ``grid_update_every``);
@@ -163,7 +160,7 @@ class Recon3dNerfModel(Model):
         cfg = self.config
         if step <= 0 or step % cfg.grid_update_every:
             return None
-        n = None if step < cfg.grid_warmup_steps else int(self.grid.num_cells * cfg.grid_update_fraction)
+        n = grid_cells_to_update(step, cfg.grid_warmup_steps, self.grid.num_cells, cfg.grid_update_fraction)
         return self.grid.update(self.field.density, self.grid_threshold, cfg.grid_decay, n, self.generator)
 
     # ------------------------------------------------------------------ rendering

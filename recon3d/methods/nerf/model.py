@@ -82,6 +82,12 @@ class NerfField(nn.Module):
         rgb = torch.sigmoid(self.color_net(torch.cat(parts, dim=-1)))
         return sigma, rgb
 
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(hash-grid tables, network weights): optimized with different weight decay (none on the tables)."""
+        enc = list(self.encoding.parameters())
+        ids = {id(p) for p in enc}
+        return enc, [p for p in self.parameters() if id(p) not in ids]
+
     def density(self, x: Tensor) -> Tensor:
         """(N, 3) world points -> (N,) densities, 1 / world units."""
         fn = self._compiled.get("density", self._density_impl)

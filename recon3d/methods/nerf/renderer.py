@@ -105,3 +105,9 @@ def march_step_and_grid_threshold(aabb, num_steps: int, alpha_threshold: float) 
     ``aabb``: (2, 3) tensor, min and max corners."""
     step = float((aabb[1] - aabb[0]).norm()) / num_steps
     return step, -math.log(1.0 - alpha_threshold) / step
+
+
+def grid_cells_to_update(step: int, warmup_steps: int, num_cells: int, fraction: float) -> Optional[int]:
+    """How many occupancy-grid cells a refresh at ``step`` re-estimates (recon3d's schedule): all of
+    them (``None``) during the first ``warmup_steps``, then ``int(num_cells * fraction)`` random ones."""
+    return None if step < warmup_steps else int(num_cells * fraction)

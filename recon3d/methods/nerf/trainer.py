@@ -37,7 +37,7 @@ from recon3d.methods.common import (
 
 from .config import NerfConfig
 from .model import NerfField
-from .renderer import march_rays, march_step_and_grid_threshold, render_rays, shade_samples
+from .renderer import grid_cells_to_update, march_rays, march_step_and_grid_threshold, render_rays, shade_samples
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,7 @@ class NerfTrainer(RayTrainer):
                 log.info("occupancy grid: %.1f%% of cells inside the visual hull", 100 * vis)
         self.step_size, self.grid_threshold = march_step_and_grid_threshold(
             self.box.aabb, cfg.march.num_steps, cfg.grid_alpha_threshold)
-        enc = list(self.field.encoding.parameters())
-        enc_ids = {id(p) for p in enc}
-        mlps = [p for p in self.field.parameters() if id(p) not in enc_ids]
+        enc, mlps = self.field.parameter_groups()
         self.optimizer = torch.optim.Adam(
             [{"params": enc, "weight_decay": 0.0}, {"params": mlps, "weight_decay": cfg.weight_decay_mlp}],
             lr=cfg.lr, betas=(0.9, 0.99), eps=1e-15)
@@ -148,8 +146,7 @@ class NerfTrainer(RayTrainer):
 
     def update_grid(self) -> float:
         cfg = self.cfg
-        warm = self.step < cfg.grid_warmup_steps
-        n = None if warm else int(self.grid.num_cells * cfg.grid_update_fraction)
+        n = grid_cells_to_update(self.step, cfg.grid_warmup_steps, self.grid.num_cells, cfg.grid_update_fraction)
         with self._autocast():
             return self.grid.update(self.field.density, self.grid_threshold, cfg.grid_decay, n, self.generator)
 

@@ -160,7 +160,7 @@ class SplatTrainer:
 
     def fit(self, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
         """Train to ``cfg.max_steps``; checkpoints to ``run_dir/checkpoints``. Returns a summary
-        (:func:`recon3d.methods.common.run_fit_loop`'s, plus the final number of Gaussians)."""
+        (:func:`recon3d.methods.fit_loop.run_fit_loop`'s, plus the final number of Gaussians)."""
         cfg = self.cfg
         summary = run_fit_loop(self, FitLoop(
             self.run_dir / "checkpoints", cfg.max_steps, checkpoint_every=cfg.checkpoint_every,

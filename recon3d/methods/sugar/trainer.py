@@ -144,14 +144,16 @@ class SugarTrainer(SplatTrainer):
         return {"loss": float(loss.detach()), "psnr": p, **stats}
 
     def fit(self, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
-        """Run the regularization to ``sugar_start + steps``; checkpoints in ``run_dir/sugar/checkpoints``."""
+        """Run the regularization to ``sugar_start + steps``; checkpoints in ``run_dir/sugar/checkpoints``.
+        Returns :func:`~recon3d.methods.fit_loop.run_fit_loop`'s summary with ``steps`` = the SuGaR
+        steps and the final number of Gaussians."""
         c = self.sugar_cfg
         summary = run_fit_loop(self, FitLoop(
             self.sugar_dir / "checkpoints", self.total_steps, start_step=self.sugar_start,
             checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints, desc="sugar",
             postfix=("loss", "psnr", "sdf", "normal", "entropy"), extra=lambda: {"gaussians": len(self.model)}),
             resume, progress, log_every)
-        return {**summary, "steps": c.steps, "seconds": summary["train_seconds"], "gaussians": len(self.model)}
+        return {**summary, "steps": c.steps, "gaussians": len(self.model)}
 
     # ------------------------------------------------------------------ meshing
     def extract_mesh(self, cfg: SugarConfig | None = None, progress: bool = False):
