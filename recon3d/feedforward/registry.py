@@ -58,21 +58,25 @@ def load_model(
     ``from_external_checkpoint(path, payload)`` (published pixelNeRF / VGGT weights), if it has one.
     Raises DataError naming the file when it cannot be used.
     """
-    cls = model_class(name)
     path = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(name)
     if checkpoint is None and not path.is_file():
         raise DataError(path, f"no shipped checkpoint for model {name!r}; train one with `recon3d train {name}`")
-    payload = load_payload(path)
+    model = model_from_payload(name, path, load_payload(path), strict=strict)
+    return model.to(device).eval()
+
+
+def model_from_payload(name: str, path: Path, payload: dict, strict: bool = True) -> FeedForwardModel:
+    """Model ``name`` from a checkpoint file's already-read ``payload`` (see :func:`load_model`;
+    ``path`` names the file in errors and is handed to external loaders); not moved to a device."""
+    cls = model_class(name)
     if payload.get("format") == "recon3d-feedforward":
         if payload.get("model") != name:
             raise DataError(path, f"checkpoint is for model {payload.get('model')!r}, not {name!r}")
         try:
-            model = cls.from_payload(payload, strict=strict)
+            return cls.from_payload(payload, strict=strict)
         except (RuntimeError, ValueError, TypeError, KeyError) as e:
             raise DataError(path, f"checkpoint does not fit model {name!r}: {str(e).splitlines()[0]}") from e
-    else:
-        loader = getattr(cls, "from_external_checkpoint", None)
-        if loader is None:
-            raise DataError(path, f"not a recon3d {name} checkpoint and {name} reads no other format")
-        model = loader(path, payload)
-    return model.to(device).eval()
+    loader = getattr(cls, "from_external_checkpoint", None)
+    if loader is None:
+        raise DataError(path, f"not a recon3d {name} checkpoint and {name} reads no other format")
+    return loader(path, payload)

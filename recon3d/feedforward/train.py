@@ -320,7 +320,7 @@ def _run(model_name, cls, cfg, data_dir, out, ckpt, ckpt_file, overrides, dev, r
     if ckpt is None and cfg.init_from:
         raw = registry.load_payload(Path(cfg.init_from))
         src = (cls.from_payload(raw["model_payload"]) if raw.get("format") == TRAIN_CKPT_FORMAT
-               else registry.load_model(model_name, cfg.init_from))
+               else registry.model_from_payload(model_name, Path(cfg.init_from), raw))
         model = build_model(model_name, None, apply_overrides(src.config, overrides or {}).to_dict())
         model.load_state_dict(src.state_dict())  # strict: a config override that changes shapes fails here
         model = model.to(dev)
