@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from recon3d.core.fields import MarchedSamples, OccupancyGrid, SceneBox
+from recon3d.core.fields import SceneBox
+from recon3d.core.occupancy import MarchedSamples, OccupancyGrid
 from recon3d.core.rays import RayBundle
 from recon3d.core.volume_rendering import weights_from_densities
 from recon3d.io import load_scene

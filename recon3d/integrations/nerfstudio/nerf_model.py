@@ -1,7 +1,7 @@
 """recon3d's hash-grid NeRF as a nerfstudio ``Model`` (``ns-train recon3d-nerf``).
 
 What runs is recon3d's: :class:`recon3d.methods.nerf.NerfField` (hash grid, density / colour MLPs,
-SH view encoding, optional appearance embedding), :class:`recon3d.core.fields.OccupancyGrid`
+SH view encoding, optional appearance embedding), :class:`recon3d.core.occupancy.OccupancyGrid`
 (empty-space skipping, refreshed during training like ``recon3d fit --method nerf`` does) and
 :func:`recon3d.methods.nerf.render_rays` (occupancy-grid marching + volume compositing), trained
 with recon3d's MSE loss and per-ray backgrounds. nerfstudio supplies the data (dataparser, ray data
@@ -36,7 +36,8 @@ from nerfstudio.utils import colormaps
 
 from recon3d.core.cameras import Cameras
 from recon3d.core.conventions import opengl_to_opencv
-from recon3d.core.fields import OccupancyGrid, SceneBox
+from recon3d.core.fields import SceneBox
+from recon3d.core.occupancy import OccupancyGrid
 from recon3d.core.metrics import psnr, ssim
 from recon3d.core.rays import RayBundle
 from recon3d.methods.nerf import FieldConfig, MarchConfig, NerfConfig, NerfField, render_rays

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from recon3d.core.fields import MarchedSamples, OccupancyGrid
+from recon3d.core.occupancy import MarchedSamples, OccupancyGrid
 from recon3d.core.rays import RayBundle
 from recon3d.core.sampling import intersect_aabb
 from recon3d.core.volume_rendering import Background, render_samples

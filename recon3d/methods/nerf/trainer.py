@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recon3d.core.fields import OccupancyGrid, SceneBox
+from recon3d.core.fields import SceneBox
+from recon3d.core.occupancy import OccupancyGrid
 from recon3d.core.rays import RayBundle
 
 from recon3d.methods.common import (

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recon3d.core.fields import OccupancyGrid
+from recon3d.core.occupancy import OccupancyGrid
 from recon3d.core.rays import RayBundle
 from recon3d.methods.common import (
     RayBatcher, RayTrainer, finish_mesh, is_object_capture, mesh_in_original_units, object_box,
