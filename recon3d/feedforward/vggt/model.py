@@ -54,6 +54,7 @@ class VGGTConfig(ConfigIO):
         camera_trunk_depth, camera_num_heads, camera_iters: camera head trunk and refinement steps.
         dpt_features, dpt_out_channels, dpt_layer_idx: DPT head widths and the 4 aggregator layers read.
         conf_alpha: weight of ``-log(confidence)`` in the depth / point losses.
+        camera_loss: ``"l1"`` (the reference training code) or ``"huber"`` (the paper) on pose encodings.
         camera_weight, depth_weight, point_weight: loss weights.
         background_conf_weight: weight of the mean ``confidence - 1`` on background pixels (a recon3d
             addition for objects on a blank background; 0 gives the paper's loss).
@@ -80,6 +81,7 @@ class VGGTConfig(ConfigIO):
     dpt_out_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
     dpt_layer_idx: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     conf_alpha: float = 0.2
+    camera_loss: str = "l1"
     camera_weight: float = 5.0
     depth_weight: float = 1.0
     point_weight: float = 1.0
@@ -157,7 +159,7 @@ class VGGT(FeedForwardModel):
         gt = normalized_targets(batch)
         out = self(images)
         c = self.config
-        l_cam, parts = camera_loss(out["pose_enc_list"], gt["pose_enc"])
+        l_cam, parts = camera_loss(out["pose_enc_list"], gt["pose_enc"], kind=c.camera_loss)
         l_depth = confidence_loss(out["depth"], out["depth_conf"], gt["depth"][..., None], gt["valid"], c.conf_alpha)
         l_pts = confidence_loss(out["world_points"], out["world_points_conf"], gt["points"], gt["valid"], c.conf_alpha)
         loss = c.camera_weight * l_cam + c.depth_weight * l_depth + c.point_weight * l_pts
