@@ -16,6 +16,15 @@ register count as failed pairs), and for VGGT the depth AbsRel (median-scaled, v
 wall times. Run::
 
     /work/heavy .venv/bin/python scripts/bench_vggt.py --scenes 6 --views 8 --size 256
+
+``--data DIR`` benchmarks on a posed real dataset instead (any format ``recon3d`` reads, e.g.
+``../shared/data/lego_200``; RGBA composited on white): each of ``--scenes`` groups is ``--views``
+of its photos at their own resolution, the views whose camera centres lie nearest (in angle about
+the scene centre) to a random anchor view, within a cone of apex ``--arc`` degrees (360: random
+views from all around); no depth AbsRel
+(the dataset has no depth maps)::
+
+    /work/heavy .venv/bin/python scripts/bench_vggt.py --data ../shared/data/lego_200 --views 8 --arc 90
 """
 
 from __future__ import annotations
@@ -72,6 +81,17 @@ def run_vggt(model, photos, gt, torch):
     seconds = time.perf_counter() - t0
     est = geo.c2w.numpy().astype(np.float64)
     acc = pose_accuracy(est, gt["c2w"])
+    n = len(gt["c2w"])
+    rel = [math.degrees(math.acos(np.clip((np.trace(gt["c2w"][i, :3, :3].T @ gt["c2w"][j, :3, :3]) - 1) / 2, -1, 1)))
+           for i in range(n) for j in range(i + 1, n)]
+    out = {"pair_rotation_deg": float(np.mean(rel)) if rel else 0.0, "registered": len(photos),
+           "rot_deg": acc["mean_rotation_error_deg"], "center_rel": acc["mean_center_error_rel"],
+           "auc30": auc(pairwise_errors(est, gt["c2w"])),
+           "pair_rot_err": float(pairwise_errors(est, gt["c2w"], rotation_only=True).mean()),
+           "absrel": float("nan"), "absrel_constant_baseline": float("nan"), "seconds": seconds,
+           "forward_seconds": geo.seconds}
+    if gt.get("depth") is None:
+        return out
     # depth AbsRel at model resolution, median scaling
     h, w = geo.model_hw
     gt_d = torch.from_numpy(gt["depth"].astype(np.float32))[:, None]
@@ -82,14 +102,7 @@ def run_vggt(model, photos, gt, torch):
     absrel = float(np.mean(np.abs(s * pred[valid] - gt_d[valid]) / gt_d[valid]))
     # reference: a constant depth (the true median) has this AbsRel (objects are shallow vs their distance)
     flat = float(np.mean(np.abs(np.median(gt_d[valid]) - gt_d[valid]) / gt_d[valid]))
-    # reference: the relative rotation angles themselves (what predicting "no rotation" would be off by)
-    n = len(gt["c2w"])
-    rel = [math.degrees(math.acos(np.clip((np.trace(gt["c2w"][i, :3, :3].T @ gt["c2w"][j, :3, :3]) - 1) / 2, -1, 1)))
-           for i in range(n) for j in range(i + 1, n)]
-    return {"absrel_constant_baseline": flat, "pair_rotation_deg": float(np.mean(rel)) if rel else 0.0, "registered": len(photos), "rot_deg": acc["mean_rotation_error_deg"],
-            "center_rel": acc["mean_center_error_rel"], "auc30": auc(pairwise_errors(est, gt["c2w"])),
-            "pair_rot_err": float(pairwise_errors(est, gt["c2w"], rotation_only=True).mean()),
-            "absrel": absrel, "seconds": seconds, "forward_seconds": geo.seconds}
+    return {**out, "absrel": absrel, "absrel_constant_baseline": flat}
 
 
 def run_colmap(photos, gt, work: Path):
@@ -121,6 +134,46 @@ def run_colmap(photos, gt, work: Path):
             "absrel": float("nan"), "seconds": seconds, "forward_seconds": float("nan")}
 
 
+def rendered_group(cfg, idx: int) -> dict:
+    """Photos ``rgb`` (V, H, W, 3) uint8, ``c2w`` (V, 4, 4) float64, ``depth`` and ``meta`` of one
+    held-out object rendered with the data set's generator."""
+    from recon3d.feedforward.data import render_object
+
+    t0 = time.perf_counter()
+    gt = render_object(cfg, idx)
+    gt["c2w"] = gt["c2w"].astype(np.float64)
+    gt["meta"] = {**gt["meta"], "id": idx, "seconds": time.perf_counter() - t0}
+    return gt
+
+
+def dataset_groups(root: Path, groups: int, views: int, arc: float, seed: int):
+    """Yield ``groups`` view groups of a posed dataset (as :func:`rendered_group`, no depth): a
+    random anchor view and the ``views - 1`` views whose camera centres are nearest to it in angle
+    about the scene centre, within ``arc / 2`` degrees of it (a cone of apex ``arc``); ``arc >= 360``:
+    ``views`` random views. Exits when too few views qualify."""
+    from recon3d.io import load_scene
+
+    scene = load_scene(root, background="white")
+    c2w = scene.cameras.c2w.numpy().astype(np.float64)
+    centre = scene.center.numpy().astype(np.float64)
+    dirs = c2w[:, :3, 3] - centre
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    for anchor in rng.choice(len(c2w), size=groups, replace=False):
+        if arc >= 360:
+            others = rng.permutation(np.delete(np.arange(len(c2w)), anchor))[: views - 1]
+            pick = [int(anchor)] + [int(i) for i in others]
+        else:
+            ang = np.degrees(np.arccos(np.clip(dirs @ dirs[anchor], -1, 1)))
+            pick = [int(i) for i in np.argsort(ang, kind="stable")[:views] if ang[i] <= arc / 2]
+        if len(pick) < views:
+            raise SystemExit(f"{root}: only {len(pick)} views within {arc:g} deg of view {anchor}; lower --views")
+        t0 = time.perf_counter()
+        rgb = np.stack([(scene.image(i).numpy() * 255).round().astype(np.uint8) for i in pick])
+        yield {"rgb": rgb, "c2w": c2w[pick], "depth": None,
+               "meta": {"id": int(anchor), "kind": f"{scene.name} anchor view", "seconds": time.perf_counter() - t0}}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=6)
@@ -133,6 +186,9 @@ def main(argv=None) -> int:
                     help="camera azimuths within this arc, degrees (default 360: all around; e.g. 90 for a "
                          "partial walk-around with overlapping views)")
     ap.add_argument("--checkpoint", default=None, help="VGGT weights (default: the shipped tiny model)")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="a posed real dataset to sample view groups from instead of rendering objects")
+    ap.add_argument("--seed", type=int, default=0, help="--data: anchor-view draw")
     ap.add_argument("--no-sfm", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-scene results here")
     args = ap.parse_args(argv)
@@ -140,20 +196,22 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from recon3d.feedforward.data import GenerationConfig, render_object, split_assignment
+    from recon3d.feedforward.data import GenerationConfig, split_assignment
     from recon3d.feedforward.registry import load_model
 
-    scene = {"background": "ground", "elevation_range": (5.0, 60.0)} if args.background == "ground" else {}
-    cfg = GenerationConfig(image_size=args.size, views=args.views, azimuth_range=(0.0, args.arc), **scene)
-    test_ids = [i for i, s in enumerate(split_assignment(cfg)) if s == "test"][: args.scenes]
     model = load_model("vggt", args.checkpoint)
+    if args.data is not None:
+        groups = dataset_groups(args.data, args.scenes, args.views, args.arc, args.seed)
+        where = f"{args.data} (real photos at their own size)"
+    else:
+        scene = {"background": "ground", "elevation_range": (5.0, 60.0)} if args.background == "ground" else {}
+        cfg = GenerationConfig(image_size=args.size, views=args.views, azimuth_range=(0.0, args.arc), **scene)
+        test_ids = [i for i, s in enumerate(split_assignment(cfg)) if s == "test"][: args.scenes]
+        groups = (rendered_group(cfg, idx) for idx in test_ids)
+        where = f"held-out objects at {args.size} px, background {args.background}"
     rows = []
-    for k, idx in enumerate(test_ids):
-        t0 = time.perf_counter()
-        gt = render_object(cfg, idx)
-        gt["c2w"] = gt["c2w"].astype(np.float64)
-        render_s = time.perf_counter() - t0
-        r = {"object": idx, "kind": gt["meta"]["kind"], "render_seconds": render_s,
+    for k, gt in enumerate(groups):
+        r = {"object": gt["meta"]["id"], "kind": gt["meta"]["kind"], "render_seconds": gt["meta"]["seconds"],
              "vggt": run_vggt(model, list(gt["rgb"]), gt, torch)}
         if not args.no_sfm:
             work = Path(tempfile.mkdtemp(prefix="bench_vggt_sfm_"))
@@ -164,13 +222,13 @@ def main(argv=None) -> int:
         rows.append(r)
         line = " ".join(f"{m}: reg {r[m]['registered']}/{args.views} rot {r[m]['rot_deg']:.1f} deg "
                         f"AUC30 {r[m]['auc30']:.3f} {r[m]['seconds']:.2f}s" for m in ("vggt", "sfm") if m in r)
-        print(f"[{k + 1}/{len(test_ids)}] object {idx} ({r['kind']}): {line}", flush=True)
+        print(f"[{k + 1}/{args.scenes}] {r['kind']} {r['object']}: {line}", flush=True)
 
     def agg(method, key):
         vals = [r[method][key] for r in rows if method in r and np.isfinite(r[method][key])]
         return float(np.mean(vals)) if vals else float("nan")
 
-    print(f"\n{len(rows)} held-out objects x {args.views} views at {args.size} px, background {args.background}, azimuth arc {args.arc:g} deg "
+    print(f"\n{len(rows)} groups x {args.views} views, {where}, azimuth arc {args.arc:g} deg "
           f"(VGGT model {model.config.img_size} px, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params)")
     print("| method | registered | rot err (deg) | centre err (rel) | pair rot err (deg) | AUC@30 | depth AbsRel | time / scene (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
