@@ -242,7 +242,7 @@ def test_camera_loss_quaternion_term_is_sign_invariant():
 
 
 def test_camera_loss_kinds():
-    """L1 (default) keeps a constant pull on small quaternion errors where Huber's fades; both
+    """L1 keeps a constant pull on small quaternion errors where Huber's (the default) fades; both
     weight the iterations by gamma^(n-1-i)."""
     from recon3d.feedforward.vggt.losses import camera_loss
 
@@ -251,11 +251,11 @@ def test_camera_loss_kinds():
     pred = target.clone()
     pred[0, 1, 0] = 0.1  # translation x off by 0.1
     pred[0, 1, 3] = 0.2  # quaternion x off by 0.2
-    l1, parts = camera_loss([pred], target)
+    l1, parts = camera_loss([pred], target, kind="l1")
     assert parts["T"] == pytest.approx(0.1 / 6) and parts["R"] == pytest.approx(0.2 / 8)
-    hub, hparts = camera_loss([pred], target, kind="huber")
+    hub, hparts = camera_loss([pred], target)
     assert hparts["R"] == pytest.approx(0.5 * 0.2 ** 2 / 8) and hparts["T"] == pytest.approx(0.5 * 0.1 ** 2 / 6)
-    two, _ = camera_loss([target, pred], target, gamma=0.5)  # first iteration exact, weight 0.5 on it
+    two, _ = camera_loss([target, pred], target, gamma=0.5, kind="l1")  # first iteration exact, weight 0.5 on it
     assert float(two) == pytest.approx(float(l1))
     with pytest.raises(ValueError, match="camera loss"):
         camera_loss([pred], target, kind="l2")

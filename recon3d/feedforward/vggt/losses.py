@@ -4,7 +4,7 @@ Ground truth is expressed in the first camera's frame (the first view's camera i
 divided by the mean distance of the valid ground-truth points from that origin, so that every
 scene has unit scale; predictions are not normalized (the network learns to predict in that frame).
 
-- camera: L1 (default; the reference training code's choice) or Huber (the paper's) loss between
+- camera: Huber (the paper's; default) or L1 (the reference training code's choice) loss between
   predicted and true pose encodings, summed over the camera head's iterations with weights
   ``gamma^(n-1-i)`` (later iterations count more); the quaternion term is sign-invariant (the
   smaller of the losses against ``q*`` and ``-q*``, per camera). Huber with delta 1 is quadratic
@@ -68,7 +68,7 @@ def _elementwise(kind: str):
 
 
 def camera_loss(pose_enc_list: list[Tensor], target: Tensor, gamma: float = 0.6,
-                kind: str = "l1") -> tuple[Tensor, dict[str, float]]:
+                kind: str = "huber") -> tuple[Tensor, dict[str, float]]:
     """Weighted ``kind`` ("l1" or "huber") loss of every iteration's (B, S, 9) encoding against
     ``target`` (B, S, 9)."""
     loss = _elementwise(kind)

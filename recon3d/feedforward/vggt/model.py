@@ -54,7 +54,8 @@ class VGGTConfig(ConfigIO):
         camera_trunk_depth, camera_num_heads, camera_iters: camera head trunk and refinement steps.
         dpt_features, dpt_out_channels, dpt_layer_idx: DPT head widths and the 4 aggregator layers read.
         conf_alpha: weight of ``-log(confidence)`` in the depth / point losses.
-        camera_loss: ``"l1"`` (the reference training code) or ``"huber"`` (the paper) on pose encodings.
+        camera_loss: ``"huber"`` (the paper; the shipped weights) or ``"l1"`` (the reference training
+            code) on pose encodings.
         camera_weight, depth_weight, point_weight: loss weights.
         background_conf_weight: weight of the mean ``confidence - 1`` on background pixels (a recon3d
             addition for objects on a blank background; 0 gives the paper's loss).
@@ -81,7 +82,7 @@ class VGGTConfig(ConfigIO):
     dpt_out_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
     dpt_layer_idx: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     conf_alpha: float = 0.2
-    camera_loss: str = "l1"
+    camera_loss: str = "huber"
     camera_weight: float = 5.0
     depth_weight: float = 1.0
     point_weight: float = 1.0
