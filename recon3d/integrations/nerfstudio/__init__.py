@@ -8,6 +8,9 @@ Registered through the ``nerfstudio.method_configs`` entry point in ``pyproject.
   densification strategy, fed by nerfstudio's full-image data manager and shown in its viewer.
 * ``recon3d-nerf`` (:mod:`.nerf_config`): recon3d's hash-grid NeRF field, occupancy grid and ray
   marcher (:func:`recon3d.methods.nerf.render_rays`), fed by nerfstudio's ray data manager.
+* ``recon3d-sdf`` (:mod:`.sdf_config`): recon3d's NeuS-style SDF field, renderer
+  (:func:`recon3d.methods.sdf.render_neus`) and losses, fed by nerfstudio's ray data manager;
+  :mod:`.export_mesh` meshes a run's zero level set (GLB / OBJ / PLY, vertex colours).
 
 Only nerfstudio imports this package; importing it without nerfstudio installed fails.
 """

@@ -27,9 +27,9 @@ def export_run(load_config: Path, output: Path, frame: str = "nerfstudio", min_o
     """
     from nerfstudio.utils.eval_utils import eval_setup
 
-    from recon3d.io.nerfstudio import nerfstudio_frame_transform
     from recon3d.methods.splat.ply import save_splat_ply
 
+    from .export_common import data_to_nerfstudio
     from .splat_model import Recon3dSplatModel
 
     config, pipeline, _, _ = eval_setup(Path(load_config), test_mode="inference")
@@ -39,10 +39,7 @@ def export_run(load_config: Path, output: Path, frame: str = "nerfstudio", min_o
                          "use ns-export gaussian-splat for splatfacto")
     transform = None
     if frame == "data":
-        dp = Path(config.get_base_dir()) / "dataparser_transforms.json"
-        dm = config.pipeline.datamanager
-        data = next((Path(d) for d in (dm.data, config.data, getattr(dm.dataparser, "data", None)) if d), None)
-        transform = np.linalg.inv(nerfstudio_frame_transform(dp, data if data is not None and data.exists() else None))
+        transform = np.linalg.inv(data_to_nerfstudio(config))
     elif frame != "nerfstudio":
         raise ValueError(f"frame must be 'nerfstudio' or 'data', got {frame!r}")
     path = save_splat_ply(model.gaussians, output, transform=transform, min_opacity=min_opacity,

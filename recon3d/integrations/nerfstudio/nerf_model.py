@@ -43,6 +43,8 @@ from recon3d.core.rays import RayBundle
 from recon3d.methods.nerf import FieldConfig, MarchConfig, NerfConfig, NerfField, render_rays
 from recon3d.methods.nerf.renderer import grid_cells_to_update, march_step_and_grid_threshold
 
+from .ray_model_common import RayModelMixin
+
 log = logging.getLogger(__name__)
 
 _NERF = NerfConfig()  # recon3d's defaults of what the plugin exposes
@@ -89,7 +91,7 @@ class Recon3dNerfModelConfig(ModelConfig):
     seed: int = _NERF.seed
 
 
-class Recon3dNerfModel(Model):
+class Recon3dNerfModel(RayModelMixin, Model):
     """nerfstudio Model around recon3d's NeRF field, occupancy grid and renderer (module docstring)."""
 
     config: Recon3dNerfModelConfig
@@ -117,7 +119,7 @@ class Recon3dNerfModel(Model):
         for object scenes, the cells no training camera sees are emptied once here."""
         if attrs.pipeline is not None:
             dataset = attrs.pipeline.datamanager.train_dataset
-            self.images_have_alpha = len(dataset) > 0 and dataset.get_image_float32(0).shape[-1] == 4
+            self._note_training_images(dataset)
             cams = dataset.cameras
             pinhole = bool((cams.camera_type == CameraType.PERSPECTIVE.value).all()) and (
                 cams.distortion_params is None or not bool(cams.distortion_params.abs().gt(1e-8).any()))
@@ -165,18 +167,7 @@ class Recon3dNerfModel(Model):
         return self.grid.update(self.field.density, self.grid_threshold, cfg.grid_decay, n, self.generator)
 
     # ------------------------------------------------------------------ rendering
-    def _has_random_background(self, has_alpha: bool) -> bool:
-        name = self.config.background_color
-        return name == "random" or (name == "auto" and has_alpha)
-
-    def _background(self, n: int) -> Tensor:
-        """(n, 3) background colours: random per ray while training (see ``background_color``;
-        whether the images have alpha is read from the first training image), else a constant."""
-        if self.training and self._has_random_background(self.images_have_alpha):
-            return torch.rand(n, 3, generator=self.generator).to(self.device)
-        value = 1.0 if self.config.background_color == "white" else 0.0
-        return torch.full((n, 3), value, device=self.device)
-
+    # backgrounds (_background), ground truth (_gt) and get_rgba_image: RayModelMixin
     def get_outputs(self, ray_bundle: NsRayBundle) -> Dict[str, Tensor]:  # type: ignore[override]
         """Render nerfstudio rays (any leading shape, flattened to R): ``rgb`` (R, 3) over the
         background, ``accumulation`` (R, 1), ``depth`` (R, 1) expected distance along the ray
@@ -198,23 +189,7 @@ class Recon3dNerfModel(Model):
         return {"rgb": out["rgb"], "accumulation": out["opacity"], "depth": out["depth"], "background": bg,
                 "num_samples": int(out["num_samples"])}
 
-    def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
-        """(H, W, 4) straight (not premultiplied) colour and accumulation, the background taken out
-        (``ns-render --output-format`` with alpha)."""
-        rgb, acc, bg = outputs[output_name], outputs["accumulation"], outputs["background"]
-        straight = (rgb - (1.0 - acc) * bg) / acc.clamp_min(1e-10)
-        return torch.cat([straight.clamp(0.0, 1.0), acc], dim=-1)
-
     # ------------------------------------------------------------------ losses and metrics
-    def _gt(self, batch: dict, background: Tensor) -> Tensor:
-        """(..., 3) float ground truth; RGBA composited onto ``background`` (..., 3)."""
-        img = batch["image"]
-        img = (img.float() / 255.0 if img.dtype == torch.uint8 else img.float()).to(self.device)
-        if img.shape[-1] == 4:
-            a = img[..., 3:]
-            img = a * img[..., :3] + (1 - a) * background.reshape(img.shape[:-1] + (3,))
-        return img
-
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         """recon3d's loss: MSE between the rendered and the ground-truth colours over one background.
         Masks act through nerfstudio's pixel sampler (it draws rays inside them unless

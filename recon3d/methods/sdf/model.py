@@ -104,6 +104,13 @@ class SdfField(nn.Module):
             layer.weight.copy_(w)
             layer.bias.copy_(b)
 
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(networks and variance, hash-grid tables): optimized at different learning rates
+        (``lr`` / ``lr_grid``); the second list is empty with ``geometry='mlp'``."""
+        grid = [] if self.grid is None else list(self.grid.parameters())
+        ids = {id(p) for p in grid}
+        return [p for p in self.parameters() if id(p) not in ids], grid
+
     # ------------------------------------------------------------------ coordinates
     def to_unit(self, x: Tensor) -> Tensor:
         """(..., 3) world points -> unit coordinates of the bounding sphere."""

@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from recon3d.core.occupancy import OccupancyGrid
 from recon3d.core.rays import RayBundle
-from recon3d.methods.common import (
-    RayBatcher, RayTrainer, finish_mesh, is_object_capture, mesh_in_original_units, object_box,
-)
+from recon3d.methods.common import RayBatcher, RayTrainer, is_object_capture, mesh_in_original_units, object_box
 
 from .config import SdfConfig
+from .losses import cos_anneal_ratio, neus_loss_terms, total_loss, weighted_neus_losses
+from .meshing import clipped_world_sdf, extract_sdf_mesh
 from .model import SdfField
 from .rendering import render_neus
 
@@ -82,9 +80,7 @@ class SdfTrainer(RayTrainer):
         else:
             radius, how = bounding_radius(self.data, center, cfg.radius_scale)
         self.field = SdfField(center, radius, cfg.field, seed=cfg.seed).to(self.device)
-        grid_params = [] if self.field.grid is None else list(self.field.grid.parameters())
-        ids = {id(p) for p in grid_params}
-        rest = [p for p in self.field.parameters() if id(p) not in ids]
+        rest, grid_params = self.field.parameter_groups()
         groups = [{"params": rest, "lr": cfg.lr, "base_lr": cfg.lr}]
         if grid_params:
             groups.append({"params": grid_params, "lr": cfg.lr_grid, "base_lr": cfg.lr_grid})
@@ -111,8 +107,7 @@ class SdfTrainer(RayTrainer):
         return warm * (cfg.lr_final_factor + (1 - cfg.lr_final_factor) * cosine)
 
     def cos_anneal_ratio(self) -> float:
-        n = self.cfg.cos_anneal_steps
-        return 1.0 if n <= 0 else min(1.0, self.step / n)
+        return cos_anneal_ratio(self.step, self.cfg.cos_anneal_steps)
 
     # ------------------------------------------------------------------ training
     def train_step(self) -> dict:
@@ -126,17 +121,13 @@ class SdfTrainer(RayTrainer):
         out = render_neus(self.field, batch.rays, cfg.sampling, True, background=bg,
                           cos_anneal_ratio=self.cos_anneal_ratio(), create_graph=True, generator=self.sampling_generator)
         target = batch.target(bg)
-        color_loss = (out["rgb"] - target).abs().mean()
-        inside = out["inside"].float()
-        eik = (((out["gradients"].norm(dim=-1) - 1.0) ** 2) * inside).sum() / inside.sum().clamp_min(1.0)
-        loss = color_loss + cfg.eikonal_weight * eik
-        stats = {}
+        m = None
         if self.mask_source is not None:
             m = batch.mask if self.mask_source == "masks" else batch.alpha
-            op = out["opacity"].clamp(1e-3, 1 - 1e-3)
-            mask_loss = torch.nn.functional.binary_cross_entropy(op, m)
-            loss = loss + cfg.mask_weight * mask_loss
-            stats["mask"] = float(mask_loss.detach())
+        terms = neus_loss_terms(out, target, m)
+        loss = total_loss(weighted_neus_losses(terms, cfg.eikonal_weight, cfg.mask_weight))
+        eik = terms["eikonal"]
+        stats = {"mask": float(terms["mask"].detach())} if "mask" in terms else {}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -156,9 +147,7 @@ class SdfTrainer(RayTrainer):
     # ------------------------------------------------------------------ meshing
     def sdf_fn(self, x: Tensor) -> Tensor:
         """(N, 3) world points -> (N,) world-unit SDF, clipped to the bounding sphere (outside there)."""
-        xn = self.field.to_unit(x.to(self.device))
-        f = self.field.sdf(xn)
-        return (torch.maximum(f, xn.norm(dim=-1) - 1.0) * self.field.radius).float().cpu()
+        return clipped_world_sdf(self.field, x)
 
     @torch.no_grad()
     def extract_mesh(self, resolution: Optional[int] = None, colors: bool = True, original_units: bool = False,
@@ -174,31 +163,6 @@ class SdfTrainer(RayTrainer):
             counter-clockwise seen from outside, decimated to ``cfg.mesh_max_faces``; empty
             (``metadata['note']``) when the SDF has no zero crossing in the sphere.
         """
-        from recon3d.mesh import TriangleMesh, extract_isosurface
-
-        self.field.eval()
-        res = int(resolution or self.cfg.mesh_resolution)
-        c, r = self.field.center.cpu(), self.field.radius
-        aabb = torch.stack([c - r, c + r])
-        t = time.perf_counter()
-        try:
-            mesh = extract_isosurface(self.sdf_fn, aabb, res, level=0.0, inside="below", chunk=chunk,
-                                      device=self.device)
-        except ValueError as e:
-            mesh = TriangleMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), metadata={"note": str(e)})
-        mesh = finish_mesh(mesh, self.cfg.mesh_max_faces)
-        mesh.metadata.update({"method": "sdf", "resolution": res, "seconds": round(time.perf_counter() - t, 2)})
-        if colors and mesh.num_vertices:
-            mesh.vertex_colors = self._vertex_colors(mesh.vertices, chunk)
+        mesh = extract_sdf_mesh(self.field, int(resolution or self.cfg.mesh_resolution), self.cfg.mesh_max_faces,
+                                colors=colors, chunk=chunk)
         return mesh_in_original_units(mesh, self.scene) if original_units else mesh
-
-    def _vertex_colors(self, vertices: np.ndarray, chunk: int) -> np.ndarray:
-        """(V, 3) colors from the color network at the vertices, viewed along minus the SDF normal."""
-        v = torch.from_numpy(np.asarray(vertices, dtype=np.float32))
-        out = []
-        for s in range(0, len(v), chunk):
-            xn = self.field.to_unit(v[s:s + chunk].to(self.device))
-            _, g, feat = self.field.sdf_and_gradient(xn, create_graph=False)
-            n = torch.nn.functional.normalize(g, dim=-1)
-            out.append(self.field.color(xn, g, -n, feat).detach().float().cpu())
-        return torch.cat(out).clamp(0, 1).numpy()
