@@ -117,6 +117,18 @@ def test_sphere_and_param_groups_fit_nerfstudios_optimizers():
     assert {id(p) for p in grid.get_param_groups()["encoding"]} == {id(p) for p in grid.field.grid.parameters()}
 
 
+def test_warns_when_cameras_are_inside_the_sphere(caplog):
+    from nerfstudio.data.scene_box import SceneBox
+
+    model = _sdf_model(SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])))  # radius 1
+    outside = torch.tensor([[3.0, 0.0, 0.0], [0.0, -2.0, 0.0]])
+    with caplog.at_level("WARNING"):
+        assert model.warn_cameras_inside(outside) == 0
+        assert not caplog.records
+        assert model.warn_cameras_inside(torch.cat([outside, torch.tensor([[0.0, 0.0, 0.8]])])) == 1
+    assert "1 of 3 training cameras" in caplog.text and "sphere-radius 0.72" in caplog.text
+
+
 @pytest.fixture(scope="module")
 def trained(ns_scene, tmp_path_factory):
     """80 CPU steps through ns-train (small MLP field), evaluating every eval image at the last step

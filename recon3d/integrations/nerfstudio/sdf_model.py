@@ -17,6 +17,8 @@ sphere is background: the method is for object captures with a known background 
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Dict, List, Literal, Optional, Tuple, Type
@@ -43,6 +45,8 @@ _SDF = SdfConfig()  # recon3d's defaults of what the plugin exposes
 #: model returns, and torch's Adam refuses an empty one)
 PARAM_GROUPS = ("fields", "encoding")
 
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class Recon3dSdfModelConfig(ModelConfig):
@@ -99,10 +103,24 @@ class Recon3dSdfModel(RayModelMixin, Model):
         return {name: params for name, params in zip(PARAM_GROUPS, (networks, grid)) if params}
 
     def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        """Track nerfstudio's step before every training iteration (for the cos-anneal ratio)."""
+        """Track nerfstudio's step before every training iteration (for the cos-anneal ratio); warn
+        when training cameras sit inside the bounding sphere (NeuS needs them outside)."""
         if attrs.pipeline is not None:
-            self._note_training_images(attrs.pipeline.datamanager.train_dataset)
+            dataset = attrs.pipeline.datamanager.train_dataset
+            self._note_training_images(dataset)
+            self.warn_cameras_inside(dataset.cameras.camera_to_worlds[..., :3, 3].reshape(-1, 3))
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self.set_step)]
+
+    def warn_cameras_inside(self, centers: Tensor) -> int:
+        """Log a warning (with a radius that fits) when any of the (C, 3) camera centres lies inside
+        the bounding sphere. Returns how many do."""
+        dist = (centers.float().cpu() - self.field.center.cpu()).norm(dim=-1)
+        inside = int((dist < self.field.radius).sum())
+        if inside:
+            log.warning("recon3d-sdf: %d of %d training cameras are inside the bounding sphere (radius %.3f); "
+                        "pass --pipeline.model.sphere-radius %.2f or less (0.9 x the nearest camera distance)",
+                        inside, len(dist), self.field.radius, 0.9 * float(dist.min()))
+        return inside
 
     def set_step(self, step: int) -> None:
         self.step = int(step)
