@@ -6,6 +6,8 @@ Without nerfstudio installed (recon3d's own .venv) the whole folder is skipped a
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +18,20 @@ import pytest
 collect_ignore_glob = [] if importlib.util.find_spec("nerfstudio") else ["test_*.py"]
 
 NS_BIN = Path(sys.executable).parent
+
+
+def run_ns_train(args, timeout=600) -> subprocess.CompletedProcess:
+    """``ns-train ARGS`` of this environment on one CPU thread (captured text output)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([str(NS_BIN / "ns-train"), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def ns_train_help() -> str:
+    """Output of ``ns-train --help`` (it imports every method plugin, ~30 s: run once per session)."""
+    top = run_ns_train(["--help"])
+    assert top.returncode == 0, top.stderr[-2000:]
+    return top.stdout
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,12 @@ plugin rendering exactly what recon3d's own renderer does."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from .conftest import NS_BIN
+from .conftest import run_ns_train
 
 pytestmark = pytest.mark.nerfstudio
 
@@ -23,12 +21,10 @@ SMALL_MODEL = [  # a CPU-sized field (the method's defaults are recon3d's GPU pr
 ]
 
 
-def _run(args, timeout=600):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([str(NS_BIN / "ns-train"), *args], capture_output=True, text=True, timeout=timeout, env=env)
+_run = run_ns_train
 
 
-def test_entry_point_and_help_list_method(capsys):
+def test_entry_point_and_help_list_method(capsys, ns_train_help):
     from importlib.metadata import entry_points
 
     import tyro
@@ -36,9 +32,7 @@ def test_entry_point_and_help_list_method(capsys):
 
     eps = {ep.name: ep for ep in entry_points(group="nerfstudio.method_configs")}
     assert eps["recon3d-nerf"].value == "recon3d.integrations.nerfstudio.nerf_config:recon3d_nerf"
-    top = _run(["--help"])
-    assert top.returncode == 0, top.stderr[-2000:]
-    assert "recon3d-nerf" in top.stdout
+    assert "recon3d-nerf" in ns_train_help
     # `ns-train recon3d-nerf --help`, parsed in-process by the same tyro union ns-train uses
     with pytest.raises(SystemExit) as done:
         tyro.cli(AnnotatedBaseConfigUnion, args=["recon3d-nerf", "--help"])
