@@ -69,7 +69,7 @@ def cmd_fit(args) -> int:
                       method=args.method, preset=args.preset, max_steps=args.max_steps, device=args.device,
                       backend=args.backend, out=args.out, resume=args.resume, orbit_frames=args.orbit_frames,
                       matcher=args.matcher, mesh_resolution=args.mesh_resolution,
-                      config=args.config, poses=args.poses)
+                      config=args.config, poses=args.poses, vggt_checkpoint=args.vggt_checkpoint)
     m = run_fit(opts)
     if "test_psnr" in m:
         print(f"test PSNR {m['test_psnr']:.2f} dB  SSIM {m['test_ssim']:.4f}  "
@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SfM feature matching for --images (auto: exhaustive up to 100 images)")
     s.add_argument("--poses", default="colmap", choices=("colmap", "vggt"),
                    help="camera poses for --images: pycolmap SfM or the VGGT feed-forward model")
+    s.add_argument("--vggt-checkpoint", type=Path, default=None,
+                   help="VGGT weights for --poses vggt (default: the shipped tiny model, rough poses; for real "
+                        "captures the published VGGT-1B model.pt)")
     s.add_argument("--orbit-frames", type=int, default=48, help="frames of the orbit GIF (0: none)")
     s.add_argument("--format", default="auto", choices=DATA_FORMATS)
     s.add_argument("--downscale", type=float, default=1)

@@ -331,3 +331,27 @@ def test_predict_cli_and_vggt_poses_scene(tmp_path):
     assert torch.allclose(scene.cameras.c2w[0], torch.eye(4), atol=0.05)
     assert scene.points is None or (scene.points.shape[1] == 3 and len(scene.points) == len(scene.point_colors))
     assert (tmp_path / "work" / "transforms.json").is_file() and (tmp_path / "work" / "vggt.json").is_file()
+
+
+def test_fit_vggt_checkpoint_option(tmp_path, caplog):
+    """``fit --poses vggt`` warns about the shipped tiny model's rough poses, takes other weights with
+    ``--vggt-checkpoint`` (no warning), and refuses that option without ``--poses vggt``."""
+    from recon3d.cli import main
+    from recon3d.feedforward.registry import shipped_checkpoint
+    from recon3d.pipeline.fit import FitOptions, load_fit_scene
+
+    batch = _synthetic_batch(B=1, V=4, size=64, seed=5)
+    _write_views(tmp_path / "photos", batch["images"][0])
+    with caplog.at_level("WARNING", logger="recon3d.sfm"):
+        _, info = load_fit_scene(FitOptions(images=tmp_path / "photos", poses="vggt", device="cpu"), tmp_path / "a")
+    assert "rough" in caplog.text and info["checkpoint"] == str(shipped_checkpoint("vggt"))
+    caplog.clear()
+    weights = tmp_path / "my_vggt.pt"
+    weights.write_bytes(shipped_checkpoint("vggt").read_bytes())
+    with caplog.at_level("WARNING", logger="recon3d.sfm"):
+        _, info = load_fit_scene(FitOptions(images=tmp_path / "photos", poses="vggt", device="cpu",
+                                            vggt_checkpoint=weights), tmp_path / "b")
+    assert "rough" not in caplog.text and info["checkpoint"] == str(weights)
+    assert main(["fit", "--images", str(tmp_path / "photos"), "--vggt-checkpoint", str(weights),
+                 "--out", str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "c" / "sfm").exists()  # refused before any work

@@ -49,6 +49,7 @@ class FitOptions:
     orbit_frames: int = 48
     matcher: str = "auto"  # SfM matcher for --images
     poses: str = "colmap"  # --images poses: "colmap" (pycolmap SfM) or "vggt" (feed-forward model)
+    vggt_checkpoint: Path | None = None  # --poses vggt weights (None: the shipped tiny model)
     mesh_resolution: int | None = None  # nerf/sdf: marching-cubes nodes per axis (None: the config's)
     config: Path | None = None  # a method config JSON (as written to a run's config.json) instead of --preset
 
@@ -67,13 +68,17 @@ def load_fit_scene(opts: FitOptions, out: Path):
 
     if (opts.data is None) == (opts.images is None):
         raise DataError("recon3d fit", "pass exactly one of --data (posed dataset) or --images (photos)")
+    if opts.vggt_checkpoint is not None and (opts.poses != "vggt" or opts.data is not None):
+        raise DataError(opts.vggt_checkpoint, "--vggt-checkpoint goes with --images and --poses vggt")
     if opts.data is not None:
         scene = load_scene(opts.data, format=opts.format, downscale=opts.downscale)
         return normalize_scene(scene), {"poses": f"dataset ({scene.source_format})"}
     if opts.poses == "vggt":
+        from recon3d.methods.common import resolve_device
         from recon3d.sfm.vggt_poses import scene_from_images_vggt
 
-        scene, info = scene_from_images_vggt(opts.images, out / "vggt")
+        scene, info = scene_from_images_vggt(opts.images, out / "vggt", checkpoint=opts.vggt_checkpoint,
+                                             device=str(resolve_device(opts.device)))
         if opts.downscale != 1:
             scene = scene.with_downscale(opts.downscale)
         return normalize_scene(scene, method="points" if scene.points is not None else "cameras"), info

@@ -64,6 +64,10 @@ def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint
     if len(paths) < MIN_IMAGES:
         raise DataError(images_dir, f"found {len(paths)} images; VGGT poses need at least {MIN_IMAGES}")
     ckpt = Path(checkpoint) if checkpoint is not None else shipped_checkpoint("vggt")
+    if checkpoint is None:
+        log.warning("--poses vggt with the shipped tiny VGGT model (64 px, trained on synthetic objects): its "
+                    "poses are rough (see data/checkpoints/vggt.md); for real captures pass the published "
+                    "VGGT-1B weights (--vggt-checkpoint model.pt) or use SfM")
     model = load_model("vggt", ckpt, device=device)
     geo = predict_geometry(model, load_photos(paths), device=device)
     thr = DEFAULT_CONF_THRESHOLD if conf_threshold is None else float(conf_threshold)
