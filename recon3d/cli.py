@@ -69,7 +69,8 @@ def cmd_fit(args) -> int:
                       method=args.method, preset=args.preset, max_steps=args.max_steps, device=args.device,
                       backend=args.backend, out=args.out, resume=args.resume, orbit_frames=args.orbit_frames,
                       matcher=args.matcher, mesh_resolution=args.mesh_resolution,
-                      config=args.config, poses=args.poses, vggt_checkpoint=args.vggt_checkpoint)
+                      config=args.config, poses=args.poses, vggt_checkpoint=args.vggt_checkpoint,
+                      vggt_refine=args.vggt_refine)
     m = run_fit(opts)
     if "test_psnr" in m:
         print(f"test PSNR {m['test_psnr']:.2f} dB  SSIM {m['test_ssim']:.4f}  "
@@ -216,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vggt-checkpoint", type=Path, default=None,
                    help="VGGT weights for --poses vggt (default: the shipped tiny model, rough poses; for real "
                         "captures the published VGGT-1B model.pt)")
+    s.add_argument("--vggt-refine", action="store_true",
+                   help="--poses vggt: refine the cameras by coloured ICP of the predicted depth maps")
     s.add_argument("--orbit-frames", type=int, default=48, help="frames of the orbit GIF (0: none)")
     s.add_argument("--format", default="auto", choices=DATA_FORMATS)
     s.add_argument("--downscale", type=float, default=1)

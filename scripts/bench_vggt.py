@@ -7,6 +7,8 @@ objects stand on a tiled floor as in ``recon3d ffdata --background ground``). Bo
 get the same photos (composited on white):
 
 - VGGT: one forward pass (the model resizes to its own resolution, 64 px for the shipped model);
+  with ``--refine`` also ``vggt+icp``: the same prediction with coloured-ICP pose refinement of its
+  depth maps (:func:`recon3d.feedforward.vggt.refine.refine_poses_icp`), timed together;
 - SfM: :func:`recon3d.sfm.run_sfm` (SIFT, exhaustive matching, incremental mapping, 1 thread).
 
 Reported per method: registered views, mean rotation error and camera-centre error (relative to
@@ -72,12 +74,15 @@ def auc(errors: np.ndarray, max_deg: float = 30.0) -> float:
     return float(np.mean([(errors < t).mean() for t in th])) if len(errors) else 0.0
 
 
-def run_vggt(model, photos, gt, torch):
+def run_vggt(model, photos, gt, torch, refine: bool = False):
     from recon3d.feedforward.vggt.predict import predict_geometry
+    from recon3d.feedforward.vggt.refine import refine_poses_icp
     from recon3d.sfm import pose_accuracy
 
     t0 = time.perf_counter()
     geo = predict_geometry(model, [torch.from_numpy(p).float() / 255 for p in photos])
+    if refine:
+        geo, _ = refine_poses_icp(geo)
     seconds = time.perf_counter() - t0
     est = geo.c2w.numpy().astype(np.float64)
     acc = pose_accuracy(est, gt["c2w"])
@@ -132,6 +137,9 @@ def run_colmap(photos, gt, work: Path):
     return {"registered": len(idx), "rot_deg": acc["mean_rotation_error_deg"], "center_rel": acc["mean_center_error_rel"],
             "auc30": auc(errs), "pair_rot_err": float(pairwise_errors(est, gt["c2w"][idx], rotation_only=True).mean()),
             "absrel": float("nan"), "seconds": seconds, "forward_seconds": float("nan")}
+
+
+METHODS = ("vggt", "vggt+icp", "sfm")
 
 
 def rendered_group(cfg, idx: int) -> dict:
@@ -189,6 +197,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=None,
                     help="a posed real dataset to sample view groups from instead of rendering objects")
     ap.add_argument("--seed", type=int, default=0, help="--data: anchor-view draw")
+    ap.add_argument("--refine", action="store_true",
+                    help="also report VGGT with coloured-ICP pose refinement (recon3d predict --refine-poses)")
     ap.add_argument("--no-sfm", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-scene results here")
     args = ap.parse_args(argv)
@@ -213,6 +223,8 @@ def main(argv=None) -> int:
     for k, gt in enumerate(groups):
         r = {"object": gt["meta"]["id"], "kind": gt["meta"]["kind"], "render_seconds": gt["meta"]["seconds"],
              "vggt": run_vggt(model, list(gt["rgb"]), gt, torch)}
+        if args.refine:
+            r["vggt+icp"] = run_vggt(model, list(gt["rgb"]), gt, torch, refine=True)
         if not args.no_sfm:
             work = Path(tempfile.mkdtemp(prefix="bench_vggt_sfm_"))
             try:
@@ -221,7 +233,7 @@ def main(argv=None) -> int:
                 shutil.rmtree(work, ignore_errors=True)
         rows.append(r)
         line = " ".join(f"{m}: reg {r[m]['registered']}/{args.views} rot {r[m]['rot_deg']:.1f} deg "
-                        f"AUC30 {r[m]['auc30']:.3f} {r[m]['seconds']:.2f}s" for m in ("vggt", "sfm") if m in r)
+                        f"AUC30 {r[m]['auc30']:.3f} {r[m]['seconds']:.2f}s" for m in METHODS if m in r)
         print(f"[{k + 1}/{args.scenes}] {r['kind']} {r['object']}: {line}", flush=True)
 
     def agg(method, key):
@@ -232,7 +244,7 @@ def main(argv=None) -> int:
           f"(VGGT model {model.config.img_size} px, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params)")
     print("| method | registered | rot err (deg) | centre err (rel) | pair rot err (deg) | AUC@30 | depth AbsRel | time / scene (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for m in ("vggt", "sfm"):
+    for m in METHODS:
         if not any(m in r for r in rows):
             continue
         reg = sum(r[m]["registered"] for r in rows)

@@ -144,6 +144,8 @@ def cmd_predict(args) -> int:
         print(f"predicted with {args.model}: outputs in {out}" + (f" ({summary.get('points')} points)"
                                                                  if isinstance(summary, dict) and "points" in summary else ""))
         return 0
+    if args.refine_poses:
+        raise SystemExit(f"recon3d predict: error: --refine-poses is for --model vggt (cameras), not {args.model}")
     if not 0 <= args.texture_size <= 8192:
         raise SystemExit(f"recon3d predict: error: --texture-size {args.texture_size} is not in [0, 8192]")
     opts = {"num_views": args.views, "orbit_frames": args.orbit_frames, "mesh_resolution": args.mesh_resolution,
@@ -183,6 +185,8 @@ def add_commands(sub) -> None:
     s.add_argument("--threshold", type=float, default=None, help="mesh density threshold, 1/world units")
     s.add_argument("--texture-size", type=int, default=0,
                    help="also bake an N x N UV texture into mesh.glb/.obj (xatlas unwrap; 0: vertex colours only)")
+    s.add_argument("--refine-poses", action="store_true",
+                   help="vggt: refine the predicted cameras by coloured ICP of the predicted depth maps (open3d)")
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("train", help="train a feed-forward model on a data set made by `recon3d ffdata`")

@@ -50,6 +50,7 @@ class FitOptions:
     matcher: str = "auto"  # SfM matcher for --images
     poses: str = "colmap"  # --images poses: "colmap" (pycolmap SfM) or "vggt" (feed-forward model)
     vggt_checkpoint: Path | None = None  # --poses vggt weights (None: the shipped tiny model)
+    vggt_refine: bool = False  # --poses vggt: coloured-ICP refinement of the predicted cameras
     mesh_resolution: int | None = None  # nerf/sdf: marching-cubes nodes per axis (None: the config's)
     config: Path | None = None  # a method config JSON (as written to a run's config.json) instead of --preset
 
@@ -70,6 +71,8 @@ def load_fit_scene(opts: FitOptions, out: Path):
         raise DataError("recon3d fit", "pass exactly one of --data (posed dataset) or --images (photos)")
     if opts.vggt_checkpoint is not None and (opts.poses != "vggt" or opts.data is not None):
         raise DataError(opts.vggt_checkpoint, "--vggt-checkpoint goes with --images and --poses vggt")
+    if opts.vggt_refine and (opts.poses != "vggt" or opts.data is not None):
+        raise DataError("--vggt-refine", "goes with --images and --poses vggt")
     if opts.data is not None:
         scene = load_scene(opts.data, format=opts.format, downscale=opts.downscale)
         return normalize_scene(scene), {"poses": f"dataset ({scene.source_format})"}
@@ -78,7 +81,7 @@ def load_fit_scene(opts: FitOptions, out: Path):
         from recon3d.sfm.vggt_poses import scene_from_images_vggt
 
         scene, info = scene_from_images_vggt(opts.images, out / "vggt", checkpoint=opts.vggt_checkpoint,
-                                             device=str(resolve_device(opts.device)))
+                                             device=str(resolve_device(opts.device)), refine=opts.vggt_refine)
         if opts.downscale != 1:
             scene = scene.with_downscale(opts.downscale)
         return normalize_scene(scene, method="points" if scene.points is not None else "cameras"), info

@@ -35,7 +35,8 @@ MAX_POINTS = 100_000
 
 
 def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint: str | Path | None = None,
-                           max_size: int = 1600, device: str = "cpu", conf_threshold: float | None = None):
+                           max_size: int = 1600, device: str = "cpu", conf_threshold: float | None = None,
+                           refine: bool = False):
     """Photos in ``src_dir`` -> (posed :class:`~recon3d.io.Scene`, info dict) using the VGGT model.
 
     Args:
@@ -46,9 +47,11 @@ def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint
         max_size: longest side of the prepared photos, pixels.
         device: torch device for the forward pass.
         conf_threshold: minimum depth confidence of the initial points (default: predict's).
+        refine: refine the cameras by coloured ICP of the predicted depth maps
+            (:func:`recon3d.feedforward.vggt.refine.refine_poses_icp`).
     Returns:
         ``(scene, info)``; ``info`` has ``num_images``, ``num_points``, ``seconds``, ``forward_seconds``,
-        ``checkpoint``.
+        ``checkpoint``, ``pose_refinement`` (None unless ``refine``).
     """
     import torch
 
@@ -71,6 +74,11 @@ def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint
     model = load_model("vggt", ckpt, device=device)
     geo = predict_geometry(model, load_photos(paths), device=device)
     thr = DEFAULT_CONF_THRESHOLD if conf_threshold is None else float(conf_threshold)
+    refinement = None
+    if refine:
+        from recon3d.feedforward.vggt.refine import refine_poses_icp
+
+        geo, refinement = refine_poses_icp(geo, conf_threshold=thr)
     points, colors = geo.point_cloud(thr)
     if len(points) > MAX_POINTS:
         keep = torch.randperm(len(points), generator=torch.Generator().manual_seed(0))[:MAX_POINTS]
@@ -81,7 +89,7 @@ def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint
     train, test = every_nth_split(len(paths))
     info = {"poses": "vggt feed-forward", "num_images": len(paths), "num_points": int(len(points)),
             "forward_seconds": round(geo.seconds, 3), "model_resolution_hw": list(geo.model_hw),
-            "checkpoint": str(ckpt), "conf_threshold": thr}
+            "checkpoint": str(ckpt), "conf_threshold": thr, "pose_refinement": refinement}
     scene = finalize_scene(cams, paths, source=images_dir, train_indices=train, test_indices=test,
                            points=points if len(points) else None, point_colors=colors if len(points) else None,
                            background="white" if cutouts else None, name=src.resolve().name, source_format="vggt",

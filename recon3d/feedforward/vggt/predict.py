@@ -148,8 +148,9 @@ def _save_depth_png(path: Path, depth_mm: np.ndarray) -> None:
 
 
 def write_outputs(geo: Geometry, image_paths: Sequence[Path], out_dir: Path,
-                  conf_threshold: float = DEFAULT_CONF_THRESHOLD) -> dict:
-    """Write cameras.json, depth/, points.ply and transforms.json (all atomically); returns a summary."""
+                  conf_threshold: float = DEFAULT_CONF_THRESHOLD, refinement: dict | None = None) -> dict:
+    """Write cameras.json, depth/, points.ply and transforms.json (all atomically); returns a summary
+    (``refinement``: the pose refinement's info, recorded as ``pose_refinement``)."""
     from recon3d.core.cameras import Cameras
     from recon3d.io.atomic import atomic_path, atomic_write_json
     from recon3d.io.nerfstudio import write_nerfstudio_transforms
@@ -182,6 +183,7 @@ def write_outputs(geo: Geometry, image_paths: Sequence[Path], out_dir: Path,
                                 points=pts, point_colors=cols, ply_name="points.ply")
     summary = {"model": "vggt", "images": len(image_paths), "model_resolution_hw": list(geo.model_hw),
                "points": int(len(pts)), "conf_threshold": conf_threshold, "forward_seconds": round(geo.seconds, 4),
+               "pose_refinement": refinement,
                "conventions": "c2w: OpenCV camera axes (x right, y down, z forward), camera-to-world; world = the "
                               "first image's camera; arbitrary unit (depth PNG: millimetres of that unit, 0 = "
                               "below the confidence threshold); pixel centres at +0.5",
@@ -197,7 +199,8 @@ def run_predict(model, image_paths: Sequence[str | Path], out_dir: str | Path, a
         model: a loaded :class:`~.model.VGGT`.
         image_paths: the photos of one scene (the first defines the world frame).
         out_dir: output folder (created).
-        args: optional namespace; reads ``conf_threshold`` and ``device`` when present.
+        args: optional namespace; reads ``conf_threshold``, ``device`` and ``refine_poses`` (coloured
+            ICP of the depth maps, :func:`~.refine.refine_poses_icp`) when present.
     Returns:
         the summary written to ``cameras.json`` (without the per-frame list) plus ``out``.
     """
@@ -207,7 +210,12 @@ def run_predict(model, image_paths: Sequence[str | Path], out_dir: str | Path, a
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     geo = predict_geometry(model, load_photos(paths), device=device)
-    summary = write_outputs(geo, paths, Path(out_dir), conf)
+    refinement = None
+    if getattr(args, "refine_poses", False):
+        from .refine import refine_poses_icp
+
+        geo, refinement = refine_poses_icp(geo, conf_threshold=conf)
+    summary = write_outputs(geo, paths, Path(out_dir), conf, refinement)
     log.info("vggt: %d images at %dx%d in %.2f s; %d points -> %s", len(paths), geo.model_hw[1], geo.model_hw[0],
              geo.seconds, summary["points"], out_dir)
     summary.pop("frames")
