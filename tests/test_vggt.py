@@ -356,6 +356,11 @@ def test_fit_vggt_checkpoint_option(tmp_path, caplog):
         _, info = load_fit_scene(FitOptions(images=tmp_path / "photos", poses="vggt", device="cpu",
                                             vggt_checkpoint=weights), tmp_path / "b")
     assert "rough" not in caplog.text and info["checkpoint"] == str(weights)
+    assert info["pose_refinement"] is None
+    _, info = load_fit_scene(FitOptions(images=tmp_path / "photos", poses="vggt", device="cpu", vggt_refine=True),
+                             tmp_path / "d")
+    assert info["pose_refinement"]["method"].startswith("colored ICP")
+    assert main(["fit", "--images", str(tmp_path / "photos"), "--vggt-refine", "--out", str(tmp_path / "e")]) == 2
     assert main(["fit", "--images", str(tmp_path / "photos"), "--vggt-checkpoint", str(weights),
                  "--out", str(tmp_path / "c")]) == 2
     assert not (tmp_path / "c" / "sfm").exists()  # refused before any work
