@@ -405,3 +405,7 @@ def test_icp_refinement_recovers_a_perturbed_pose():
     few = replace(geo, depth_conf=torch.ones_like(conf))  # nothing above the confidence threshold
     same, info = refine_poses_icp(few)
     assert info["refined"] == [] and torch.equal(same.c2w, start)
+    far = start.clone()
+    far[1, :3, 3] += 100.0  # no overlap at all: open3d finds no correspondences
+    same, info = refine_poses_icp(replace(geo, c2w=far))
+    assert info["refined"] == [] and info["fitness"][1] == 0.0 and torch.equal(same.c2w, far)

@@ -8,7 +8,8 @@ geometry and photometric terms), starting from the predicted relative pose and g
 (correspondence distances ``voxel * (4, 2, 1) * 1.5``, ``voxel`` = ``voxel_fraction`` of the first
 view's median depth). It needs views that overlap the first one and an initial pose within the
 basin of ICP (tens of degrees); it cannot fix views from the far side of an object. A view whose
-alignment keeps fewer than ``min_fitness`` of its points as inliers keeps its predicted pose.
+alignment keeps fewer than ``min_fitness`` of its points as inliers, or finds no correspondences at
+all, keeps its predicted pose.
 """
 
 from __future__ import annotations
@@ -74,11 +75,15 @@ def refine_poses_icp(geo: Geometry, conf_threshold: float = DEFAULT_CONF_THRESHO
                 continue
             pose = world0 @ c2w[i]  # camera i -> camera 0
             result = None
-            for scale in (4, 2, 1):
-                result = reg.registration_colored_icp(
-                    clouds[i], clouds[0], 1.5 * scale * voxel, pose, reg.TransformationEstimationForColoredICP(),
-                    reg.ICPConvergenceCriteria(max_iteration=max_iteration))
-                pose = result.transformation
+            try:
+                for scale in (4, 2, 1):
+                    result = reg.registration_colored_icp(
+                        clouds[i], clouds[0], 1.5 * scale * voxel, pose, reg.TransformationEstimationForColoredICP(),
+                        reg.ICPConvergenceCriteria(max_iteration=max_iteration))
+                    pose = result.transformation
+            except RuntimeError:  # open3d: no correspondences within reach (the clouds do not overlap)
+                fitness[i] = 0.0
+                continue
             fitness[i] = float(result.fitness)
             if result.fitness >= min_fitness:
                 c2w[i] = c2w[0] @ pose
