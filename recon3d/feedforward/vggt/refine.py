@@ -74,7 +74,6 @@ def refine_poses_icp(geo: Geometry, conf_threshold: float = DEFAULT_CONF_THRESHO
             if len(clouds[i].points) < MIN_POINTS:
                 continue
             pose = world0 @ c2w[i]  # camera i -> camera 0
-            result = None
             try:
                 for scale in (4, 2, 1):
                     result = reg.registration_colored_icp(

@@ -26,8 +26,6 @@ from recon3d.io.errors import DataError
 
 log = logging.getLogger(__name__)
 
-MESH_SUFFIXES = (".glb", ".obj", ".ply")
-
 
 def export_run(load_config: str | Path, output: str | Path, resolution: int = 256, frame: str = "nerfstudio",
                max_faces: int = 500_000, up_axis: str = "z", chunk: int = 1 << 16):
@@ -43,15 +41,15 @@ def export_run(load_config: str | Path, output: str | Path, resolution: int = 25
     Raises:
         DataError: not a recon3d-sdf run, no checkpoint, no surface, bad output suffix.
     """
-    from recon3d.mesh import export_mesh
+    from recon3d.mesh import FORMATS, export_mesh
     from recon3d.methods.sdf.meshing import extract_sdf_mesh
 
     from .export_common import data_to_nerfstudio, load_run_config
-    from .sdf_model import Recon3dSdfModel, Recon3dSdfModelConfig
+    from .sdf_model import Recon3dSdfModelConfig
 
     load_config, output = Path(load_config), Path(output)
-    if output.suffix.lower() not in MESH_SUFFIXES:
-        raise DataError(output, f"unsupported mesh format {output.suffix!r}; use one of {', '.join(MESH_SUFFIXES)}")
+    if output.suffix.lower() not in FORMATS:  # checked before the (slow) checkpoint load
+        raise DataError(output, f"unsupported mesh format {output.suffix!r}; use one of {', '.join(FORMATS)}")
     if frame not in ("nerfstudio", "data"):
         raise ValueError(f"frame must be 'nerfstudio' or 'data', got {frame!r}")
     if resolution < 8:
@@ -67,9 +65,7 @@ def export_run(load_config: str | Path, output: str | Path, resolution: int = 25
     from nerfstudio.utils.eval_utils import eval_setup
 
     _, pipeline, _, step = eval_setup(load_config, test_mode="inference")
-    model = pipeline.model
-    if not isinstance(model, Recon3dSdfModel):  # pragma: no cover - the config check above decides
-        raise DataError(load_config, f"not a recon3d-sdf run (model {type(model).__name__})")
+    model = pipeline.model  # a Recon3dSdfModel: its config was checked above
     log.info("recon3d-sdf step %d: marching cubes at %d^3 in the sphere (center %s, radius %.4f)", step,
              resolution, [round(v, 3) for v in model.field.center.tolist()], model.field.radius)
     mesh = extract_sdf_mesh(model.field, resolution, max_faces, colors=True, chunk=chunk)

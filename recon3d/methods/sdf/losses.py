@@ -34,23 +34,14 @@ def neus_loss_terms(out: dict, target: Tensor, mask: Optional[Tensor] = None) ->
 
 
 def weighted_neus_losses(terms: dict[str, Tensor], eikonal_weight: float, mask_weight: float) -> dict[str, Tensor]:
-    """The terms of :func:`neus_loss_terms` times their weights (colour 1); their sum, in this
-    order, is the training loss."""
+    """The terms of :func:`neus_loss_terms` times their weights (colour 1); their sum is the
+    training loss."""
     out = {"color": terms["color"]}
     if "eikonal" in terms:
         out["eikonal"] = eikonal_weight * terms["eikonal"]
     if "mask" in terms:
         out["mask"] = mask_weight * terms["mask"]
     return out
-
-
-def total_loss(weighted: dict[str, Tensor]) -> Tensor:
-    """Sum of the weighted terms, left to right (colour + eikonal [+ mask])."""
-    terms = list(weighted.values())
-    loss = terms[0]
-    for t in terms[1:]:
-        loss = loss + t
-    return loss
 
 
 def cos_anneal_ratio(step: int, anneal_steps: int) -> float:

@@ -30,7 +30,7 @@ from recon3d.core.rays import RayBundle
 from recon3d.methods.common import RayBatcher, RayTrainer, is_object_capture, mesh_in_original_units, object_box
 
 from .config import SdfConfig
-from .losses import cos_anneal_ratio, neus_loss_terms, total_loss, weighted_neus_losses
+from .losses import cos_anneal_ratio, neus_loss_terms, weighted_neus_losses
 from .meshing import clipped_world_sdf, extract_sdf_mesh
 from .model import SdfField
 from .rendering import render_neus
@@ -125,7 +125,7 @@ class SdfTrainer(RayTrainer):
         if self.mask_source is not None:
             m = batch.mask if self.mask_source == "masks" else batch.alpha
         terms = neus_loss_terms(out, target, m)
-        loss = total_loss(weighted_neus_losses(terms, cfg.eikonal_weight, cfg.mask_weight))
+        loss = sum(weighted_neus_losses(terms, cfg.eikonal_weight, cfg.mask_weight).values())
         eik = terms["eikonal"]
         stats = {"mask": float(terms["mask"].detach())} if "mask" in terms else {}
         self.optimizer.zero_grad(set_to_none=True)
