@@ -70,7 +70,7 @@ def cmd_fit(args) -> int:
                       backend=args.backend, out=args.out, resume=args.resume, orbit_frames=args.orbit_frames,
                       matcher=args.matcher, mesh_resolution=args.mesh_resolution,
                       config=args.config, poses=args.poses, vggt_checkpoint=args.vggt_checkpoint,
-                      vggt_refine=args.vggt_refine)
+                      vggt_refine=args.vggt_refine, pose_opt=args.pose_opt)
     m = run_fit(opts)
     if "test_psnr" in m:
         print(f"test PSNR {m['test_psnr']:.2f} dB  SSIM {m['test_ssim']:.4f}  "
@@ -94,10 +94,12 @@ def cmd_render(args) -> int:
     out = args.out or args.run / "renders"
     scene = trainer.scene
     splits = ["train", "test"] if args.split == "all" else [args.split]
+    # a pose-refined splat run renders its training views from the refined poses
+    cameras = trainer.fitted_cameras() if hasattr(trainer, "fitted_cameras") else trainer.cameras
     for split in splits:
         idx = list(scene.train_indices if split == "train" else scene.test_indices)
         for i in idx:
-            img = trainer.render(trainer.cameras[i]).colors[0]
+            img = trainer.render(cameras[i]).colors[0]
             save_image(out / split / f"{Path(scene.image_paths[i]).stem}.png", img.cpu())
         print(f"rendered {len(idx)} {split} views to {out / split}")
     if args.orbit:
@@ -179,12 +181,20 @@ def cmd_eval(args) -> int:
         result.update({"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"]})
         print(f"test PSNR {ev['psnr']:.2f} dB  SSIM {ev['ssim']:.4f}  ({ev['views']} views)")
     if args.gt is not None:
-        pose = pose_errors_against(trainer.scene, load_scene(args.gt))
-        result["pose_vs_gt"] = pose
-        print(f"poses vs {args.gt}: {pose['matched_views']} views, camera centers off by "
-              f"{100 * pose['mean_center_error_rel']:.2f}% (max {100 * pose['max_center_error_rel']:.2f}%) of the "
-              f"rig size, rotations by {pose['mean_rotation_error_deg']:.2f} deg "
-              f"(max {pose['max_rotation_error_deg']:.2f})")
+        from dataclasses import replace
+
+        gt = load_scene(args.gt)
+        scenes = {"pose_vs_gt": ("poses", trainer.scene)}
+        if getattr(trainer, "pose_correction", None) is not None:  # --pose-opt run: the refined cameras too
+            scenes["refined_pose_vs_gt"] = ("refined poses", replace(trainer.scene,
+                                                                     cameras=trainer.refined_cameras().to("cpu")))
+        for key, (label, scene) in scenes.items():
+            pose = pose_errors_against(scene, gt)
+            result[key] = pose
+            print(f"{label} vs {args.gt}: {pose['matched_views']} views, camera centers off by "
+                  f"{100 * pose['mean_center_error_rel']:.2f}% (max {100 * pose['max_center_error_rel']:.2f}%) of "
+                  f"the rig size, rotations by {pose['mean_rotation_error_deg']:.2f} deg "
+                  f"(max {pose['max_rotation_error_deg']:.2f})")
     path = atomic_write_json(args.run / "eval.json", result)
     print(f"wrote {path}")
     return 0
@@ -219,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "captures the published VGGT-1B model.pt)")
     s.add_argument("--vggt-refine", action="store_true",
                    help="--poses vggt: refine the cameras by coloured ICP of the predicted depth maps")
+    s.add_argument("--pose-opt", action="store_true",
+                   help="splat/sugar: refine the camera poses jointly with the model (for poses that are a little "
+                        "off); writes transforms_refined.json, test views are aligned before scoring")
     s.add_argument("--orbit-frames", type=int, default=48, help="frames of the orbit GIF (0: none)")
     s.add_argument("--format", default="auto", choices=DATA_FORMATS)
     s.add_argument("--downscale", type=float, default=1)

@@ -141,3 +141,33 @@ def test_fit_unknown_method_is_exit_2(tiny_blender, tmp_path, capsys):
     assert main(["fit", "--data", str(tiny_blender), "--method", "nerv", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "nerv" in err and "nerf" in err and "sdf" in err
+
+
+def test_fit_pose_opt_writes_refined_cameras(tiny_blender, tmp_path, capsys):
+    from recon3d.methods.splat import preset
+
+    out, cfg = tmp_path / "run", tmp_path / "splat.json"
+    preset("quick", init_num_random=2000, pose_test_steps=10).save(cfg)
+    args = ["--threads", "1", "fit", "--data", str(tiny_blender), "--config", str(cfg), "--max-steps", "8",
+            "--orbit-frames", "0", "--pose-opt", "--out", str(out)]
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["pose_opt"] and m["pose_rotation_deg_mean"] > 0 and m["test_pose_alignment_steps"] == 10
+    assert json.loads((out / "config.json").read_text())["pose_opt"] is True
+    from recon3d.io import load_scene
+
+    refined = load_scene(out / "transforms_refined.json", format="nerfstudio")
+    assert len(refined.cameras) == 9 and (out / "transforms.json").is_file()
+    assert main(["eval", "--run", str(out), "--gt", str(tiny_blender)]) == 0
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["pose_vs_gt"]["mean_center_error"] < 1e-4  # the given cameras are the ground truth
+    assert "refined_pose_vs_gt" in ev and "refined poses vs" in capsys.readouterr().out
+    # resuming keeps the pose corrections (the checkpoint has them; config.json has pose_opt)
+    assert main(args[:-5] + ["--max-steps", "10", "--orbit-frames", "0", "--out", str(out), "--resume"]) == 0
+
+
+def test_fit_pose_opt_is_refused_for_field_methods(tiny_blender, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["fit", "--data", str(tiny_blender), "--method", "nerf", "--pose-opt", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--pose-opt" in err and "splat" in err and not (out / "metrics.json").exists()

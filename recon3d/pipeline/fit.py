@@ -51,6 +51,7 @@ class FitOptions:
     poses: str = "colmap"  # --images poses: "colmap" (pycolmap SfM) or "vggt" (feed-forward model)
     vggt_checkpoint: Path | None = None  # --poses vggt weights (None: the shipped tiny model)
     vggt_refine: bool = False  # --poses vggt: coloured-ICP refinement of the predicted cameras
+    pose_opt: bool = False  # splat/sugar: refine the camera poses jointly with the model
     mesh_resolution: int | None = None  # nerf/sdf: marching-cubes nodes per axis (None: the config's)
     config: Path | None = None  # a method config JSON (as written to a run's config.json) instead of --preset
 
@@ -104,6 +105,9 @@ def _config(opts: FitOptions, out: Path):
     from recon3d.methods.splat.config import SplatConfig, preset
 
     if opts.method in FIELD_METHODS:
+        if opts.pose_opt:
+            raise DataError("--pose-opt", f"pose refinement is available for --method splat and sugar, "
+                                          f"not {opts.method}")
         return _field_config(opts, out)
     cfg_path = out / "config.json"
     if opts.resume and cfg_path.exists():
@@ -115,8 +119,10 @@ def _config(opts: FitOptions, out: Path):
         cfg = SplatConfig.load(opts.config)
         cfg.max_steps = opts.max_steps or cfg.max_steps
         cfg.backend = opts.backend or cfg.backend
-        return cfg
-    return preset(opts.preset, max_steps=opts.max_steps, backend=opts.backend)
+    else:
+        cfg = preset(opts.preset, max_steps=opts.max_steps, backend=opts.backend)
+    cfg.pose_opt = cfg.pose_opt or opts.pose_opt
+    return cfg
 
 
 def write_orbit(trainer, path: Path, frames: int, max_size: int | None = None) -> Path:
@@ -220,8 +226,24 @@ def _test_metrics(trainer, scene) -> dict:
     ev = trainer.evaluate("test")
     log.info("test PSNR %.2f dB, SSIM %.4f, %.1f ms/image (%d views)", ev["psnr"], ev["ssim"],
              ev["ms_per_image"], ev["views"])
+    extra = {k: v for k, v in ev.items() if k.startswith("test_pose_alignment")}
     return {"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"],
-            "test_per_view_psnr": ev["per_view_psnr"]}
+            "test_per_view_psnr": ev["per_view_psnr"], **extra}
+
+
+def _write_refined_cameras(trainer, scene, out: Path) -> dict:
+    """With pose refinement: the refined cameras (training views refined, test views aligned at
+    evaluation) as ``transforms_refined.json``, and the sizes of the corrections for metrics.json."""
+    from dataclasses import replace
+
+    from recon3d.io.nerfstudio import write_nerfstudio_transforms
+
+    if getattr(trainer, "pose_correction", None) is None:
+        return {}
+    cams = trainer.refined_cameras()
+    path = write_nerfstudio_transforms(replace(scene, cameras=cams.to("cpu")), out / "transforms_refined.json")
+    log.info("refined cameras: %s", path)
+    return {**trainer.pose_summary(), "transforms_refined": str(path)}
 
 
 def run_fit(opts: FitOptions) -> dict:
@@ -260,6 +282,7 @@ def run_fit(opts: FitOptions) -> dict:
                      "train_seconds": round(summary["train_seconds"], 2), "gaussians": summary["gaussians"],
                      "train_views": len(scene.train_indices), "test_views": len(scene.test_indices)}
     metrics.update(_test_metrics(trainer, scene))
+    metrics.update(_write_refined_cameras(trainer, scene, out))
     metrics["splats_ply"] = str(trainer.export_ply(out / "splats.ply"))
     if opts.orbit_frames > 0:
         metrics["orbit"] = str(write_orbit(trainer, out / "orbit.gif", opts.orbit_frames))

@@ -30,6 +30,12 @@ class SplatConfig(ConfigIO):
     keep_checkpoints: int = 2
     seed: int = 0
     backend: str = "auto"  # rasterizer: "auto", "torch", "gsplat"
+    # joint camera-pose refinement (recon3d.core.pose_correction): for poses that are a little off
+    pose_opt: bool = False
+    pose_lr: float = 1e-4  # Adam on each training camera's (translation / extent, axis-angle) correction
+    pose_opt_start: int = 0  # start refining poses at this step
+    pose_test_steps: int = 150  # evaluation with pose_opt: align each test camera to its image first
+    pose_test_lr: float = 2e-3
 
     def schedule(self) -> tuple[DensifyConfig, int]:
         """The densification config and SH interval actually used for ``max_steps``."""

@@ -23,6 +23,7 @@ from torch import Tensor
 from recon3d.core import Cameras
 from recon3d.core.gaussians import rasterize
 from recon3d.core.metrics import dssim_loss, psnr
+from recon3d.core.pose_correction import PoseCorrection, fit_pose, with_c2w
 from recon3d.methods.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
 from recon3d.methods.common import RenderResult, evaluate_split, resolve_device
 from recon3d.methods.fit_loop import FitLoop, run_fit_loop
@@ -59,6 +60,12 @@ class SplatTrainer:
         self.model = self._init_model().to(self.device)
         self.optimizers = make_optimizers(self.model, cfg.lrs, self.extent)
         self.strategy = DensifyStrategy(self.densify_cfg, self.extent)
+        self.pose_correction: PoseCorrection | None = None
+        self.pose_optimizer: torch.optim.Optimizer | None = None
+        if cfg.pose_opt:
+            self.pose_correction = PoseCorrection(len(self.cameras), translation_scale=self.extent).to(self.device)
+            self.pose_optimizer = torch.optim.Adam(self.pose_correction.parameters(), lr=cfg.pose_lr)
+        self.aligned_test_c2w: dict[int, Tensor] = {}  # test view -> (4, 4) c2w of the last alignment
         self._train_images: dict[int, Tensor] | None = None  # view index -> (H, W, 3), sizes may differ
         self._order: list[int] = []
 
@@ -103,6 +110,53 @@ class SplatTrainer:
             self._order = [idx[k] for k in perm]
         return self._order.pop()
 
+    # ------------------------------------------------------------------ cameras (with pose refinement)
+    def train_camera(self, i: int) -> Cameras:
+        """Scene view ``i``'s camera as trained: with its pose correction (differentiable) when refining."""
+        if self.pose_correction is None:
+            return self.cameras[i]
+        return self.pose_correction(self.cameras[i], [i])
+
+    def fitted_cameras(self) -> Cameras:
+        """All the scene's cameras with the fitted pose corrections (the given ones without pose_opt).
+
+        Only training views are refined; test views keep their given poses (see :meth:`evaluate`)."""
+        if self.pose_correction is None:
+            return self.cameras
+        return self.pose_correction.corrected(self.cameras)
+
+    def refined_cameras(self) -> Cameras:
+        """:meth:`fitted_cameras` with the test views aligned by the last :meth:`evaluate` (when it ran)."""
+        cams = self.fitted_cameras()
+        if not self.aligned_test_c2w:
+            return cams
+        c2w = cams.c2w.clone()
+        for i, m in self.aligned_test_c2w.items():
+            c2w[i] = m.to(c2w)
+        return with_c2w(cams, c2w)
+
+    def _zero_grad(self) -> None:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        if self.pose_optimizer is not None:
+            self.pose_optimizer.zero_grad(set_to_none=True)
+
+    def _optimizer_step(self) -> None:
+        for opt in self.optimizers.values():
+            opt.step()
+        if self.pose_optimizer is not None and self.step >= self.cfg.pose_opt_start:
+            self.pose_optimizer.step()
+
+    def pose_summary(self) -> dict:
+        """Sizes of the training-pose corrections (degrees, scene units of the normalized frame)."""
+        if self.pose_correction is None:
+            return {}
+        rot, trans = self.pose_correction.magnitudes(list(self.scene.train_indices))
+        return {"pose_opt": True, "pose_rotation_deg_mean": round(float(rot.mean()), 4),
+                "pose_rotation_deg_max": round(float(rot.max()), 4),
+                "pose_translation_mean": round(float(trans.mean()), 5),
+                "pose_translation_max": round(float(trans.max()), 5)}
+
     # ------------------------------------------------------------------ rendering
     def sh_degree_at(self, step: int) -> int:
         return min(step // self.sh_interval, self.cfg.sh_degree)
@@ -137,7 +191,7 @@ class SplatTrainer:
             if name == "means":
                 opt.param_groups[0]["lr"] = means_lr_at(step, cfg.max_steps, cfg.lrs, self.extent)
         i = self._next_view()
-        cam = self.cameras[i]
+        cam = self.train_camera(i)
         gt = self._image(i)
         bg = self._background(1)
         out = self._rasterize(cam, self.sh_degree_at(step), bg)
@@ -145,13 +199,11 @@ class SplatTrainer:
         pred = out.colors[0]
         l1 = (pred - gt).abs().mean()
         loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * dssim_loss(pred, gt)
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
+        self._zero_grad()
         loss.backward()
         if step < self.densify_cfg.refine_stop:
             self.strategy.accumulate(out.means2d, out.radii, int(cam.width[0]), int(cam.height[0]))
-        for opt in self.optimizers.values():
-            opt.step()
+        self._optimizer_step()
         self.step += 1
         edits = self.strategy.step(self.step, self.model, self.optimizers, self.generator)
         with torch.no_grad():
@@ -170,9 +222,54 @@ class SplatTrainer:
 
     # ------------------------------------------------------------------ evaluation / export
     def evaluate(self, split: str = "test", save_renders: bool = True, max_views: Optional[int] = None) -> dict:
-        """PSNR / SSIM / render time on a split; renders go to ``run_dir/renders/<split>/``."""
-        return evaluate_split(self.render, self.scene, self.cameras, self.device, self.run_dir, split, save_renders,
-                              max_views)
+        """PSNR / SSIM / render time on a split; renders go to ``run_dir/renders/<split>/``.
+
+        With ``pose_opt`` the training views are rendered from their refined poses, and each test camera
+        is first aligned to its image (the model frozen; :meth:`align_test_cameras`), the usual protocol
+        for pose-refined reconstructions, whose frame may drift a little from the given test poses.
+        """
+        cams = self.fitted_cameras()
+        extra: dict = {}
+        if self.pose_correction is not None and split == "test":
+            indices = list(self.scene.test_indices)[:max_views]
+            cams, extra = self.align_test_cameras(indices)
+        res = evaluate_split(self.render, self.scene, cams, self.device, self.run_dir, split, save_renders, max_views)
+        return {**res, **extra}
+
+    def align_test_cameras(self, indices: list[int]) -> tuple[Cameras, dict]:
+        """The fitted cameras with test views ``indices`` aligned to their images.
+
+        Each starts from its given pose moved by the rigid drift of the training cameras (given ->
+        refined, :func:`rigid_drift`), then :func:`recon3d.core.pose_correction.fit_pose` runs
+        ``pose_test_steps`` Adam steps on the photometric loss. Returns (cameras, stats)."""
+        cams = self.fitted_cameras()
+        train = list(self.scene.train_indices)
+        drift = rigid_drift(self.cameras.c2w[train], cams.c2w[train])
+        c2w = cams.c2w.clone()
+        bg = self._background(1)
+        moved = []
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            for i in indices:
+                start = with_c2w(self.cameras[i], drift @ self.cameras.c2w[i:i + 1])
+                target = self.scene.image(i).to(self.device)
+
+                def render_one(cam: Cameras) -> Tensor:
+                    return self._rasterize(cam, self.cfg.sh_degree, bg).colors[0]
+
+                aligned, delta = fit_pose(render_one, start, target, steps=self.cfg.pose_test_steps,
+                                          lr=self.cfg.pose_test_lr, translation_scale=self.extent)
+                c2w[i] = aligned.c2w[0]
+                self.aligned_test_c2w[i] = aligned.c2w[0].detach().cpu()
+                moved.append(float(torch.rad2deg(delta[3:].norm())))
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+        stats = {"test_pose_alignment_steps": self.cfg.pose_test_steps,
+                 "test_pose_alignment_deg_mean": round(float(np.mean(moved)), 4) if moved else 0.0}
+        return with_c2w(cams, c2w), stats
 
     def export_ply(self, path: str | Path, original_units: bool = True) -> Path:
         """Write the splats as a 3DGS .ply, mapped back to the capture's units when ``original_units``."""
@@ -191,6 +288,9 @@ class SplatTrainer:
             "max_sh_degree": self.model.max_sh_degree,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy": self.strategy.state_dict(),
+            "poses": None if self.pose_correction is None else {
+                "deltas": self.pose_correction.deltas.detach().clone(),
+                "optimizer": self.pose_optimizer.state_dict()},
             "generator": self.generator.get_state(),
             "order": list(self._order),
             "rng": rng_state(),
@@ -208,7 +308,30 @@ class SplatTrainer:
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         self.strategy.load_state_dict(state["strategy"])
+        poses = state.get("poses")
+        if (poses is None) != (self.pose_correction is None):
+            raise ValueError(f"{path}: checkpoint {'has no' if poses is None else 'has'} pose corrections but "
+                             f"this run has pose_opt={self.cfg.pose_opt}")
+        if poses is not None:
+            with torch.no_grad():
+                self.pose_correction.deltas.copy_(poses["deltas"].to(self.device))
+            self.pose_optimizer.load_state_dict(poses["optimizer"])
         self.generator.set_state(state["generator"])
         self._order = list(state["order"])
         self.step = int(state["step"])
         set_rng_state(state["rng"])
+
+
+def rigid_drift(before: Tensor, after: Tensor) -> Tensor:
+    """(4, 4) world transform D that best maps cameras ``before`` onto ``after`` (c2w, each (N, 4, 4)):
+    ``D @ before[i] ~ after[i]``; rotation by the mean relative rotation (projected onto SO(3)),
+    translation by the camera centers. The identity when nothing moved."""
+    R = (after[:, :3, :3] @ before[:, :3, :3].transpose(1, 2)).sum(0)
+    U, _, Vh = torch.linalg.svd(R)
+    S = torch.eye(3, dtype=R.dtype, device=R.device)
+    S[2, 2] = torch.sign(torch.det(U @ Vh))
+    rot = U @ S @ Vh
+    D = torch.eye(4, dtype=R.dtype, device=R.device)
+    D[:3, :3] = rot
+    D[:3, 3] = (after[:, :3, 3] - before[:, :3, 3] @ rot.T).mean(0)
+    return D

@@ -109,7 +109,7 @@ class SugarTrainer(SplatTrainer):
             log.info("SuGaR: pruned %d Gaussians with opacity < %.2f (%d left)", n, c.prune_opacity, len(self.model))
         self.optimizers["means"].param_groups[0]["lr"] = self._means_lr(rel)
         i = self._next_view()
-        cam = self.cameras[i]
+        cam = self.train_camera(i)
         gt = self._image(i)
         out = self._rasterize(cam, cfg.sh_degree, self._background(1))
         pred = out.colors[0]
@@ -133,11 +133,9 @@ class SugarTrainer(SplatTrainer):
                 flat = flatness_loss(m.scales)
                 loss = loss + c.flatness_weight * flat
                 stats["flatness"] = float(flat.detach())
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
+        self._zero_grad()
         loss.backward()
-        for opt in self.optimizers.values():
-            opt.step()
+        self._optimizer_step()
         self.step += 1
         with torch.no_grad():
             p = float(psnr(pred.detach().clamp(0, 1), gt))
@@ -165,7 +163,7 @@ class SugarTrainer(SplatTrainer):
         cfg = cfg or self.sugar_cfg
         if cfg.vertex_colors == "views" or (cfg.texture_size > 0 and cfg.texture_source == "views"):
             images = [self._image(j) for j in train]
-        return extract_mesh(self.model, self.cameras[train], cfg, images=images, extent=self.extent,
+        return extract_mesh(self.model, self.fitted_cameras()[train], cfg, images=images, extent=self.extent,
                             backend=self.cfg.backend, sh_degree=self.cfg.sh_degree,
                             background=self._background(1)[0], progress=progress)
 
@@ -178,7 +176,7 @@ class SugarTrainer(SplatTrainer):
         train = list(self.scene.train_indices)
         rcfg = RefineConfig(steps=steps if steps is not None else max(c.refine_steps, 1), backend=self.cfg.backend,
                             seed=self.cfg.seed)
-        return refine_mesh(mesh, self.cameras[train], [self._image(j) for j in train], rcfg,
+        return refine_mesh(mesh, self.fitted_cameras()[train], [self._image(j) for j in train], rcfg,
                            per_face=per_face or c.refine_gaussians_per_face, thickness=1e-4 * self.extent,
                            extent=self.extent, background=self._background(1)[0], progress=progress)
 
