@@ -76,18 +76,26 @@ def parse_line(line: str, state: FitProgress, keep: int = 8) -> FitProgress:
     return state
 
 
+POSE_OPT_METHODS = ("splat", "sugar")  # methods that can refine camera poses (fit --pose-opt)
+
+
 def fit_command(photos: Path, run_dir: Path, *, method: str, preset: str, steps: int, orbit_frames: int,
-                threads: int = 1, device: str = "cpu") -> list[str]:
+                threads: int = 1, device: str = "cpu", pose_opt: bool = False) -> list[str]:
     """The ``recon3d fit`` command line for one request (run with this interpreter)."""
-    return [sys.executable, "-m", "recon3d.cli", "--threads", str(int(threads)), "fit", "--images", str(photos),
-            "--out", str(run_dir), "--method", method, "--preset", preset, "--max-steps", str(int(steps)),
-            "--orbit-frames", str(int(orbit_frames)), "--device", device]
+    cmd = [sys.executable, "-m", "recon3d.cli", "--threads", str(int(threads)), "fit", "--images", str(photos),
+           "--out", str(run_dir), "--method", method, "--preset", preset, "--max-steps", str(int(steps)),
+           "--orbit-frames", str(int(orbit_frames)), "--device", device]
+    return cmd + ["--pose-opt"] if pose_opt else cmd
 
 
-def validate_fit_request(method: str, preset: str, steps, methods: tuple[str, ...], max_steps: int) -> int:
-    """DataError unless method/preset are known and ``steps`` is an integer in [1, max_steps]; returns steps."""
+def validate_fit_request(method: str, preset: str, steps, methods: tuple[str, ...], max_steps: int,
+                         pose_opt: bool = False) -> int:
+    """DataError unless method/preset are known, ``steps`` is an integer in [1, max_steps] and pose
+    refinement, if asked for, is available for the method; returns steps."""
     if method not in methods:
         raise DataError("method", f"unknown method {method!r}; choose one of {', '.join(methods)}")
+    if pose_opt and method not in POSE_OPT_METHODS:
+        raise DataError("pose refinement", f"is available for {' and '.join(POSE_OPT_METHODS)}, not {method}")
     if preset not in ("quick", "default", "high"):
         raise DataError("preset", f"unknown preset {preset!r}")
     try:

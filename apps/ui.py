@@ -107,6 +107,8 @@ def _fit_tab(settings: AppSettings) -> None:
             steps = gr.Number(value=settings.fit_steps, precision=0, minimum=1, maximum=settings.fit_max_steps,
                               label="Optimization steps of the first stage (more: sharper, slower)",
                               elem_id="fit-steps")
+            pose_opt = gr.Checkbox(label="Refine camera poses while fitting (splat, sugar; for poses a little off)",
+                                   value=False, elem_id="fit-pose-opt")
             run = gr.Button("Fit", variant="primary", elem_id="fit-run")
             status = gr.Markdown("", elem_id="fit-status", elem_classes="status-box")
         with gr.Column(scale=2):
@@ -118,11 +120,12 @@ def _fit_tab(settings: AppSettings) -> None:
             renders = gr.Gallery(label="Held-out views rendered by the fitted model", columns=6, height=200)
             files = gr.File(label="Downloads", file_count="multiple", interactive=False)
 
-    def handler(uploads, sample_on, method_name, preset_name, n_steps, progress=gr.Progress()):
+    def handler(uploads, sample_on, method_name, preset_name, n_steps, refine_poses, progress=gr.Progress()):
         skip = gr.skip()
         job = None
         try:
-            n = fit_tab.validate_fit_request(method_name, preset_name, n_steps, methods, settings.fit_max_steps)
+            n = fit_tab.validate_fit_request(method_name, preset_name, n_steps, methods, settings.fit_max_steps,
+                                             pose_opt=bool(refine_poses))
             if sample_on:
                 if not sample.is_dir():
                     raise DataError("sample scene", "is not installed")
@@ -143,7 +146,7 @@ def _fit_tab(settings: AppSettings) -> None:
             return
         cmd = fit_tab.fit_command(src, job / "run", method=method_name, preset=preset_name, steps=n,
                                   orbit_frames=settings.orbit_frames, threads=settings.fit_threads,
-                                  device=settings.device)
+                                  device=settings.device, pose_opt=bool(refine_poses))
         notes = "".join(f"\n\n**Note:** {x}" for x in notices)
         try:
             with fit_tab.FitProcess(cmd, job / "fit.log", hide_prefix=str(job)) as proc:
@@ -169,7 +172,7 @@ def _fit_tab(settings: AppSettings) -> None:
                viewer_tab.metrics_markdown(view.metrics), [str(p) for p in view.renders],
                [str(p) for p in view.downloads])
 
-    run.click(handler, [photos, use_sample, method, preset, steps], [status, view3d, orbit, metrics, renders, files],
+    run.click(handler, [photos, use_sample, method, preset, steps, pose_opt], [status, view3d, orbit, metrics, renders, files],
               concurrency_limit=1, concurrency_id="fit", show_progress="full", show_progress_on=[view3d])
 
 

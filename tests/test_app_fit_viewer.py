@@ -95,6 +95,10 @@ def test_fit_command_parses_with_the_real_cli(tmp_path):
     args = build_parser().parse_args(cmd[3:])
     assert (args.images, args.out, args.method, args.preset, args.max_steps, args.orbit_frames, args.threads) == (
         tmp_path / "photos", tmp_path / "run", "sugar", "quick", 300, 8, 1)
+    assert not args.pose_opt
+    refine = fit_tab.fit_command(tmp_path / "p", tmp_path / "r", method="splat", preset="quick", steps=3,
+                                 orbit_frames=0, pose_opt=True)
+    assert build_parser().parse_args(refine[3:]).pose_opt
 
 
 def test_validate_fit_request():
@@ -104,6 +108,9 @@ def test_validate_fit_request():
                       (("splat", "quick", 5000), "between 1 and 1000")]:
         with pytest.raises(DataError, match=msg):
             fit_tab.validate_fit_request(*args, ("splat", "sugar"), 1000)
+    assert fit_tab.validate_fit_request("sugar", "quick", 3, ("splat", "sugar", "nerf"), 10, pose_opt=True) == 3
+    with pytest.raises(DataError, match="not nerf"):
+        fit_tab.validate_fit_request("nerf", "quick", 3, ("splat", "sugar", "nerf"), 10, pose_opt=True)
 
 
 # ---------------------------------------------------------------------------------- viewer
