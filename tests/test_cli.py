@@ -30,7 +30,9 @@ def test_fit_writes_the_run_folder_and_resumes(tiny_blender, tmp_path, capsys):
     assert m["steps"] == 6 and m["test_views"] == 2 and 0 < m["test_psnr"] < 60
     assert m["mesh"] is None and "--method sugar" in m["mesh_note"]
     assert "test PSNR" in capsys.readouterr().out
-    # resume continues from the step-6 checkpoint to 9 steps
+    # resume continues from the step-6 checkpoint to 9 steps (pose refinement cannot be added on resume)
+    assert main(args[:-4] + ["--max-steps", "9", "--out", str(out), "--resume", "--pose-opt"]) == 2
+    assert "without --pose-opt" in capsys.readouterr().err
     assert main(args[:-4] + ["--max-steps", "9", "--out", str(out), "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 9
     # companion commands reopen the run folder

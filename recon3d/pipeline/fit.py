@@ -114,6 +114,9 @@ def _config(opts: FitOptions, out: Path):
         cfg = SplatConfig.load(cfg_path)
         if opts.max_steps:
             cfg.max_steps = opts.max_steps
+        if opts.pose_opt and not cfg.pose_opt:
+            raise DataError(cfg_path, "this run was fitted without --pose-opt; resume it without the flag, "
+                                      "or fit with --pose-opt into a new --out")
         return cfg
     if opts.config is not None:
         cfg = SplatConfig.load(opts.config)
