@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from recon3d.io.errors import DataError
+from recon3d.pipeline.fit import POSE_OPT_METHODS
 
 _TQDM = re.compile(r"^\s*(?P<desc>[\w .-]+?):\s*(?P<pct>\d+)%\|.*?\|\s*(?P<n>\d+)/(?P<total>\d+)")
 _LOG = re.compile(r"^\d\d:\d\d:\d\d (?P<level>[A-Z]+) (?P<name>[\w.]+): (?P<msg>.*)$")
@@ -74,9 +75,6 @@ def parse_line(line: str, state: FitProgress, keep: int = 8) -> FitProgress:
     if (m := _EXC.match(line)) and state.error is None:
         state.last_exception = f"{m['type'].rsplit('.', 1)[-1]}: {m['msg']}"
     return state
-
-
-POSE_OPT_METHODS = ("splat", "sugar")  # methods that can refine camera poses (fit --pose-opt)
 
 
 def fit_command(photos: Path, run_dir: Path, *, method: str, preset: str, steps: int, orbit_frames: int,

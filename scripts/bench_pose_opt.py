@@ -30,11 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recon3d.core.pose_correction import correction_matrices, so3_log, with_c2w  # noqa: E402
+from recon3d.core.pose_correction import correction_matrices, rigid_drift, so3_log  # noqa: E402
 from recon3d.io import load_scene  # noqa: E402
 from recon3d.io.normalize import normalize_scene  # noqa: E402
 from recon3d.methods.splat import SplatTrainer, preset  # noqa: E402
-from recon3d.methods.splat.trainer import rigid_drift  # noqa: E402
 
 
 def perturb(scene, noise_deg: float, noise_trans: float, extent: float, seed: int):
@@ -43,7 +42,7 @@ def perturb(scene, noise_deg: float, noise_trans: float, extent: float, seed: in
     d = torch.zeros(len(scene.cameras), 6)
     d[train, :3] = torch.randn(len(train), 3, generator=g) * noise_trans * extent / math.sqrt(3)
     d[train, 3:] = torch.randn(len(train), 3, generator=g) * math.radians(noise_deg) / math.sqrt(3)
-    return replace(scene, cameras=with_c2w(scene.cameras, scene.cameras.c2w @ correction_matrices(d)))
+    return replace(scene, cameras=replace(scene.cameras, c2w=scene.cameras.c2w @ correction_matrices(d)))
 
 
 def pose_errors(c2w: torch.Tensor, truth: torch.Tensor, extent: float) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import torch
 from recon3d.core import Cameras
 from recon3d.core.gaussians import rasterize
 from recon3d.core.pose_correction import (
-    PoseCorrection, correction_matrices, fit_pose, so3_exp, so3_log, with_c2w,
+    PoseCorrection, correction_matrices, fit_pose, rigid_drift, so3_exp, so3_log,
 )
 
 
@@ -85,7 +85,7 @@ def test_fit_pose_recovers_a_perturbed_camera():
     with torch.no_grad():
         target = render(cam)
     delta = torch.tensor([[0.04, -0.03, 0.02, math.radians(2.0), math.radians(-1.5), math.radians(1.0)]])
-    start = with_c2w(cam, cam.c2w @ correction_matrices(delta))
+    start = replace(cam, c2w=cam.c2w @ correction_matrices(delta))
     before = float(_rot_deg(start.c2w, cam.c2w))
     aligned, d = fit_pose(render, start, target, steps=150, lr=3e-3)
     after = float(_rot_deg(aligned.c2w, cam.c2w))
@@ -99,8 +99,6 @@ def test_fit_pose_recovers_a_perturbed_camera():
 
 
 def test_rigid_drift_recovers_a_world_transform():
-    from recon3d.methods.splat.trainer import rigid_drift
-
     g = torch.Generator().manual_seed(1)
     before = torch.eye(4).repeat(6, 1, 1)
     before[:, :3, :3] = so3_exp(torch.randn(6, 3, generator=g))
@@ -127,7 +125,7 @@ def noisy_scene(tmp_path_factory):
     d = torch.zeros(len(scene.cameras), 6)
     train = list(scene.train_indices)
     d[train, 3:] = torch.randn(len(train), 3, generator=g) * math.radians(3.0) / math.sqrt(3)
-    noisy = with_c2w(scene.cameras, scene.cameras.c2w @ correction_matrices(d))
+    noisy = replace(scene.cameras, c2w=scene.cameras.c2w @ correction_matrices(d))
     return replace(scene, cameras=noisy), scene.cameras.c2w.clone()
 
 
@@ -144,8 +142,6 @@ def _cfg(**kw):
 
 def test_splat_pose_opt_moves_training_poses_toward_the_truth(noisy_scene, tmp_path):
     from recon3d.methods.splat import SplatTrainer
-    from recon3d.methods.splat.trainer import rigid_drift
-
     scene, truth = noisy_scene
     train = list(scene.train_indices)
     tr = SplatTrainer(scene, _cfg(max_steps=600), tmp_path / "run", device="cpu")

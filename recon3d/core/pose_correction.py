@@ -13,11 +13,12 @@ the scene's extent, so one learning rate suits any scene size). Zero is the iden
 
 :func:`fit_pose` aligns one camera to one image with everything else frozen (the test-time pose
 alignment used to evaluate pose-refined reconstructions, whose frame may drift a little from the
-given test poses).
+given test poses); :func:`rigid_drift` measures that drift from the training cameras.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import torch
@@ -72,10 +73,19 @@ def correction_matrices(deltas: Tensor, translation_scale: float = 1.0) -> Tenso
     return T
 
 
-def with_c2w(cameras: Cameras, c2w: Tensor) -> Cameras:
-    """The same cameras (intrinsics, sizes, distortion) with new (N, 4, 4) camera-to-world matrices."""
-    return Cameras(c2w, cameras.fx, cameras.fy, cameras.cx, cameras.cy, cameras.width, cameras.height,
-                   cameras.distortion, cameras.model)
+def rigid_drift(before: Tensor, after: Tensor) -> Tensor:
+    """(4, 4) world transform D that best maps cameras ``before`` onto ``after`` (c2w, each (N, 4, 4)):
+    ``D @ before[i] ~ after[i]``; rotation by the mean relative rotation (projected onto SO(3)),
+    translation by the camera centers. The identity when nothing moved."""
+    R = (after[:, :3, :3] @ before[:, :3, :3].transpose(1, 2)).sum(0)
+    U, _, Vh = torch.linalg.svd(R)
+    S = torch.eye(3, dtype=R.dtype, device=R.device)
+    S[2, 2] = torch.sign(torch.det(U @ Vh))
+    rot = U @ S @ Vh
+    D = torch.eye(4, dtype=R.dtype, device=R.device)
+    D[:3, :3] = rot
+    D[:3, 3] = (after[:, :3, 3] - before[:, :3, 3] @ rot.T).mean(0)
+    return D
 
 
 class PoseCorrection(nn.Module):
@@ -100,7 +110,7 @@ class PoseCorrection(nn.Module):
         if len(idx) != len(cameras):
             raise ValueError(f"{len(idx)} indices for {len(cameras)} cameras")
         T = correction_matrices(self.deltas[idx], self.translation_scale).to(cameras.c2w)
-        return with_c2w(cameras, cameras.c2w @ T)
+        return replace(cameras, c2w=cameras.c2w @ T)
 
     @torch.no_grad()
     def corrected(self, cameras: Cameras) -> Cameras:
@@ -140,7 +150,7 @@ def fit_pose(render: Callable[[Cameras], Tensor], camera: Cameras, target: Tenso
     since = 0
     for _ in range(max(int(steps), 0) + 1):
         T = correction_matrices(delta, translation_scale)
-        value = loss_fn(render(with_c2w(camera, camera.c2w @ T)), target)
+        value = loss_fn(render(replace(camera, c2w=camera.c2w @ T)), target)
         v = float(value.detach())
         since = 0 if v < best[0] * (1 - 1e-4) else since + 1
         if v < best[0]:
@@ -152,5 +162,5 @@ def fit_pose(render: Callable[[Cameras], Tensor], camera: Cameras, target: Tenso
         opt.step()
     d = best[1]
     with torch.no_grad():
-        aligned = with_c2w(camera, camera.c2w @ correction_matrices(d, translation_scale))
+        aligned = replace(camera, c2w=camera.c2w @ correction_matrices(d, translation_scale))
     return aligned, d[0]

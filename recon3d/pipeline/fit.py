@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("splat", "sugar", "nerf", "sdf")
 FIELD_METHODS = ("nerf", "sdf")  # ray-marched neural fields (recon3d.methods.common.RayTrainer)
+POSE_OPT_METHODS = ("splat", "sugar")  # those that can refine the camera poses (--pose-opt)
 ORBIT_MAX_SIZE = {"nerf": 256, "sdf": 128}  # orbit.gif frame size caps (CPU render cost per pixel)
 
 
@@ -104,10 +105,10 @@ def load_fit_scene(opts: FitOptions, out: Path):
 def _config(opts: FitOptions, out: Path):
     from recon3d.methods.splat.config import SplatConfig, preset
 
+    if opts.pose_opt and opts.method not in POSE_OPT_METHODS:
+        raise DataError("--pose-opt", f"pose refinement is available for --method {' and '.join(POSE_OPT_METHODS)}, "
+                                      f"not {opts.method}")
     if opts.method in FIELD_METHODS:
-        if opts.pose_opt:
-            raise DataError("--pose-opt", f"pose refinement is available for --method splat and sugar, "
-                                          f"not {opts.method}")
         return _field_config(opts, out)
     cfg_path = out / "config.json"
     if opts.resume and cfg_path.exists():

@@ -13,6 +13,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +24,7 @@ from torch import Tensor
 from recon3d.core import Cameras
 from recon3d.core.gaussians import rasterize
 from recon3d.core.metrics import dssim_loss, psnr
-from recon3d.core.pose_correction import PoseCorrection, fit_pose, with_c2w
+from recon3d.core.pose_correction import PoseCorrection, fit_pose, rigid_drift
 from recon3d.methods.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
 from recon3d.methods.common import RenderResult, evaluate_split, resolve_device
 from recon3d.methods.fit_loop import FitLoop, run_fit_loop
@@ -133,7 +134,7 @@ class SplatTrainer:
         c2w = cams.c2w.clone()
         for i, m in self.aligned_test_c2w.items():
             c2w[i] = m.to(c2w)
-        return with_c2w(cams, c2w)
+        return replace(cams, c2w=c2w)
 
     def _zero_grad(self) -> None:
         for opt in self.optimizers.values():
@@ -228,40 +229,37 @@ class SplatTrainer:
         is first aligned to its image (the model frozen; :meth:`align_test_cameras`), the usual protocol
         for pose-refined reconstructions, whose frame may drift a little from the given test poses.
         """
-        cams = self.fitted_cameras()
-        extra: dict = {}
         if self.pose_correction is not None and split == "test":
-            indices = list(self.scene.test_indices)[:max_views]
-            cams, extra = self.align_test_cameras(indices)
+            cams, extra = self.align_test_cameras(list(self.scene.test_indices)[:max_views])
+        else:
+            cams, extra = self.fitted_cameras(), {}
         res = evaluate_split(self.render, self.scene, cams, self.device, self.run_dir, split, save_renders, max_views)
         return {**res, **extra}
 
     def align_test_cameras(self, indices: list[int]) -> tuple[Cameras, dict]:
-        """The fitted cameras with test views ``indices`` aligned to their images.
+        """Align test views ``indices`` to their images; returns (:meth:`refined_cameras`, stats).
 
         Each starts from its given pose moved by the rigid drift of the training cameras (given ->
-        refined, :func:`rigid_drift`), then :func:`recon3d.core.pose_correction.fit_pose` runs
-        ``pose_test_steps`` Adam steps on the photometric loss. Returns (cameras, stats)."""
-        cams = self.fitted_cameras()
+        refined, :func:`recon3d.core.pose_correction.rigid_drift`), then
+        :func:`recon3d.core.pose_correction.fit_pose` runs ``pose_test_steps`` Adam steps on the
+        photometric loss. The results are kept in :attr:`aligned_test_c2w`."""
         train = list(self.scene.train_indices)
-        drift = rigid_drift(self.cameras.c2w[train], cams.c2w[train])
-        c2w = cams.c2w.clone()
+        drift = rigid_drift(self.cameras.c2w[train], self.fitted_cameras().c2w[train])
         bg = self._background(1)
+
+        def render_one(cam: Cameras) -> Tensor:
+            return self._rasterize(cam, self.cfg.sh_degree, bg).colors[0]
+
         moved = []
         params = [p for p in self.model.parameters() if p.requires_grad]
         for p in params:
             p.requires_grad_(False)
         try:
             for i in indices:
-                start = with_c2w(self.cameras[i], drift @ self.cameras.c2w[i:i + 1])
+                start = replace(self.cameras[i], c2w=drift @ self.cameras.c2w[i:i + 1])
                 target = self.scene.image(i).to(self.device)
-
-                def render_one(cam: Cameras) -> Tensor:
-                    return self._rasterize(cam, self.cfg.sh_degree, bg).colors[0]
-
                 aligned, delta = fit_pose(render_one, start, target, steps=self.cfg.pose_test_steps,
                                           lr=self.cfg.pose_test_lr, translation_scale=self.extent)
-                c2w[i] = aligned.c2w[0]
                 self.aligned_test_c2w[i] = aligned.c2w[0].detach().cpu()
                 moved.append(float(torch.rad2deg(delta[3:].norm())))
         finally:
@@ -269,7 +267,7 @@ class SplatTrainer:
                 p.requires_grad_(True)
         stats = {"test_pose_alignment_steps": self.cfg.pose_test_steps,
                  "test_pose_alignment_deg_mean": round(float(np.mean(moved)), 4) if moved else 0.0}
-        return with_c2w(cams, c2w), stats
+        return self.refined_cameras(), stats
 
     def export_ply(self, path: str | Path, original_units: bool = True) -> Path:
         """Write the splats as a 3DGS .ply, mapped back to the capture's units when ``original_units``."""
@@ -321,17 +319,3 @@ class SplatTrainer:
         self.step = int(state["step"])
         set_rng_state(state["rng"])
 
-
-def rigid_drift(before: Tensor, after: Tensor) -> Tensor:
-    """(4, 4) world transform D that best maps cameras ``before`` onto ``after`` (c2w, each (N, 4, 4)):
-    ``D @ before[i] ~ after[i]``; rotation by the mean relative rotation (projected onto SO(3)),
-    translation by the camera centers. The identity when nothing moved."""
-    R = (after[:, :3, :3] @ before[:, :3, :3].transpose(1, 2)).sum(0)
-    U, _, Vh = torch.linalg.svd(R)
-    S = torch.eye(3, dtype=R.dtype, device=R.device)
-    S[2, 2] = torch.sign(torch.det(U @ Vh))
-    rot = U @ S @ Vh
-    D = torch.eye(4, dtype=R.dtype, device=R.device)
-    D[:3, :3] = rot
-    D[:3, 3] = (after[:, :3, 3] - before[:, :3, 3] @ rot.T).mean(0)
-    return D
