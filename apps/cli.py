@@ -61,7 +61,7 @@ def cmd_demo(args) -> int:
 
 
 def add_commands(sub) -> None:
-    """Hook for :data:`recon3d.cli.COMMAND_MODULES`."""
+    """The `recon3d demo` command (entry point `recon3d.commands`, see pyproject.toml)."""
     s = sub.add_parser("demo", help="start the web app (image to 3D, fit from photos, viewer)")
     add_demo_args(s)
     s.set_defaults(fn=cmd_demo)

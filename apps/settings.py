@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from recon3d.methods.config_io import ConfigIO
+from recon3d.runtime.config import ConfigIO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,14 +19,25 @@ import sys
 import time
 from pathlib import Path
 
-DATA_FORMATS = ("auto", "blender", "nerfstudio", "colmap", "llff")
-
-#: modules adding further subcommands (``train``, ``predict``, ``demo``); each defines
+#: modules adding further subcommands (``train``, ``predict``, ``ffdata``); each defines
 #: ``add_commands(subparsers)`` and must import heavy dependencies only inside its handlers.
-COMMAND_MODULES: tuple[str, ...] = ("apps.cli", "recon3d.feedforward.cli")
+COMMAND_MODULES: tuple[str, ...] = ("recon3d.feedforward.cli",)
+#: entry-point group through which layers above this one (the web app's ``demo``) add commands:
+#: each entry point is an ``add_commands(subparsers)`` function (see pyproject.toml)
+COMMAND_ENTRY_POINTS = "recon3d.commands"
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (``recon3d fit: error: argument --x: ...``) with
+    exit status 2, without the usage block (``--help`` still prints it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
+    from recon3d.pipeline.options import DATA_FORMATS
+
     p.add_argument("--data", required=True, type=Path, help="dataset folder (Blender, nerfstudio, COLMAP or LLFF)")
     p.add_argument("--format", default="auto", choices=DATA_FORMATS, help="dataset format (default: detect)")
     p.add_argument("--downscale", type=float, default=1, help="load images downscaled by this factor")
@@ -64,18 +75,14 @@ def cmd_convert(args) -> int:
 
 def cmd_fit(args) -> int:
     from recon3d.pipeline import FitOptions, run_fit
+    from recon3d.runtime.options import from_args
 
-    opts = FitOptions(data=args.data, images=args.images, format=args.format, downscale=args.downscale,
-                      method=args.method, preset=args.preset, max_steps=args.max_steps, device=args.device,
-                      backend=args.backend, out=args.out, resume=args.resume, orbit_frames=args.orbit_frames,
-                      matcher=args.matcher, mesh_resolution=args.mesh_resolution,
-                      config=args.config, poses=args.poses, vggt_checkpoint=args.vggt_checkpoint,
-                      vggt_refine=args.vggt_refine, pose_opt=args.pose_opt)
+    opts = from_args(FitOptions, args)
     m = run_fit(opts)
     if "test_psnr" in m:
         print(f"test PSNR {m['test_psnr']:.2f} dB  SSIM {m['test_ssim']:.4f}  "
               f"{m['render_ms_per_image']:.1f} ms/image ({m['test_views']} views)")
-    model_file = "" if m["method"] in ("nerf", "sdf") else "splats.ply, "
+    model_file = "splats.ply, " if m.get("splats_ply") else ""
     print(f"outputs in {m['out']}: metrics.json, {model_file}orbit.gif, renders/test/, transforms.json, "
           f"config.json, checkpoints/")
     if m.get("mesh"):
@@ -87,15 +94,14 @@ def cmd_fit(args) -> int:
 
 def cmd_render(args) -> int:
     from recon3d.io.images import save_image
-    from recon3d.pipeline.fit import write_orbit
+    from recon3d.pipeline.outputs import write_orbit
     from recon3d.pipeline.run import load_run
 
     trainer, _ = load_run(args.run, device=args.device)
     out = args.out or args.run / "renders"
     scene = trainer.scene
     splits = ["train", "test"] if args.split == "all" else [args.split]
-    # a pose-refined splat run renders its training views from the refined poses
-    cameras = trainer.fitted_cameras() if hasattr(trainer, "fitted_cameras") else trainer.cameras
+    cameras = trainer.render_cameras()  # a pose-refined run renders its training views from the refined poses
     for split in splits:
         idx = list(scene.train_indices if split == "train" else scene.test_indices)
         for i in idx:
@@ -108,21 +114,23 @@ def cmd_render(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from recon3d.methods.registry import get_method
     from recon3d.pipeline.run import load_run
 
     trainer, opts = load_run(args.run, device="cpu")
-    if opts.method in ("nerf", "sdf"):
+    spec = get_method(opts.method)
+    if not spec.supports("splats"):
         return _export_field_mesh(args, trainer, opts.method)
     path = args.splats or args.run / "splats.ply"
-    trainer.export_ply(path, original_units=not args.normalized)
+    trainer.export_splats(path, original_units=not args.normalized)
     units = "normalized scene units" if args.normalized else "the capture's original units"
     print(f"wrote {path} ({len(trainer.model)} Gaussians, {units})")
     if args.mesh is not None:
         from recon3d.io.errors import DataError
         from recon3d.mesh import export_mesh, scene_up_axis
 
-        if not hasattr(trainer, "extract_mesh"):
-            raise DataError("--mesh", "this run has no mesh method; fit it with --method sugar")
+        if not spec.supports("mesh"):
+            raise DataError("--mesh", f"a {opts.method} run has no mesh method; fit it with --method sugar")
         mesh = trainer.extract_mesh(_sugar_mesh_config(args, trainer))
         norm = None if args.normalized else trainer.scene.normalization
         written = export_mesh(mesh, args.mesh, normalization=norm, up_axis=scene_up_axis(trainer.scene))
@@ -173,9 +181,7 @@ def cmd_eval(args) -> int:
     from recon3d.pipeline.run import load_run, pose_errors_against
 
     trainer, _ = load_run(args.run, device=args.device)
-    result: dict = {"step": trainer.step}
-    if hasattr(trainer, "model"):  # Gaussian-splat runs
-        result["gaussians"] = len(trainer.model)
+    result: dict = {"step": trainer.step, **trainer.model_facts()}
     if trainer.scene.test_indices:
         ev = trainer.evaluate("test", save_renders=False)
         result.update({"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"]})
@@ -185,9 +191,9 @@ def cmd_eval(args) -> int:
 
         gt = load_scene(args.gt)
         scenes = {"pose_vs_gt": ("poses", trainer.scene)}
-        if getattr(trainer, "pose_correction", None) is not None:  # --pose-opt run: the refined cameras too
-            scenes["refined_pose_vs_gt"] = ("refined poses", replace(trainer.scene,
-                                                                     cameras=trainer.refined_cameras().to("cpu")))
+        refined = trainer.pose_refinement()
+        if refined is not None:  # --pose-opt run: the refined cameras too
+            scenes["refined_pose_vs_gt"] = ("refined poses", replace(trainer.scene, cameras=refined[0].to("cpu")))
         for key, (label, scene) in scenes.items():
             pose = pose_errors_against(scene, gt)
             result[key] = pose
@@ -200,12 +206,21 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _device(text: str) -> str:
+    from recon3d.pipeline.options import check_device
+
+    try:
+        return check_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="recon3d", description="3D reconstruction and rendering")
+    p = OneLineArgumentParser(prog="recon3d", description="3D reconstruction and rendering")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; use 1 when other jobs share the cores)")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
 
     s = sub.add_parser("info", help="summarize a dataset")
     _add_data_args(s)
@@ -217,37 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser("fit", help="fit a per-scene model to photos or a posed dataset")
-    src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--images", type=Path, default=None, help="folder of photos (poses by pycolmap SfM)")
-    src.add_argument("--data", type=Path, help="posed dataset folder (Blender, nerfstudio, COLMAP or LLFF)")
-    s.add_argument("--matcher", default="auto", choices=("auto", "exhaustive", "sequential"),
-                   help="SfM feature matching for --images (auto: exhaustive up to 100 images)")
-    s.add_argument("--poses", default="colmap", choices=("colmap", "vggt"),
-                   help="camera poses for --images: pycolmap SfM or the VGGT feed-forward model")
-    s.add_argument("--vggt-checkpoint", type=Path, default=None,
-                   help="VGGT weights for --poses vggt (default: the shipped tiny model, rough poses; for real "
-                        "captures the published VGGT-1B model.pt)")
-    s.add_argument("--vggt-refine", action="store_true",
-                   help="--poses vggt: refine the cameras by coloured ICP of the predicted depth maps")
-    s.add_argument("--pose-opt", action="store_true",
-                   help="splat/sugar: refine the camera poses jointly with the model (for poses that are a little "
-                        "off); writes transforms_refined.json, test views are aligned before scoring")
-    s.add_argument("--orbit-frames", type=int, default=48, help="frames of the orbit GIF (0: none)")
-    s.add_argument("--format", default="auto", choices=DATA_FORMATS)
-    s.add_argument("--downscale", type=float, default=1)
-    s.add_argument("--method", default="splat",
-                   help="per-scene method: splat (default), sugar (splats + mesh), nerf (hash-grid NeRF), "
-                        "sdf (NeuS-style surface)")
-    s.add_argument("--preset", default="default", choices=("quick", "default", "high"))
-    s.add_argument("--max-steps", type=int, default=None)
-    s.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    s.add_argument("--backend", default=None, choices=("auto", "torch", "gsplat"), help="rasterizer backend")
-    s.add_argument("--out", type=Path, default=None, help="output folder (default outputs/<scene>-<method>)")
-    s.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    s.add_argument("--mesh-resolution", type=int, default=None,
-                   help="--method nerf/sdf: marching-cubes nodes per axis (default: the preset's)")
-    s.add_argument("--config", type=Path, default=None,
-                   help="method config JSON (a run's config.json, edited) instead of --preset")
+    from recon3d.pipeline.options import FitOptions
+    from recon3d.runtime.options import add_arguments
+
+    add_arguments(s.add_mutually_exclusive_group(required=True), FitOptions, only=("images", "data"))
+    add_arguments(s, FitOptions, skip=("images", "data"))
     s.set_defaults(fn=cmd_fit)
 
     s = sub.add_parser("render", help="render views and an orbit from a fit run folder")
@@ -255,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", choices=("train", "test", "all"))
     s.add_argument("--orbit", type=int, default=0, help="also write an orbit GIF with this many frames")
     s.add_argument("--out", type=Path, default=None, help="output folder (default RUN/renders)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", type=_device, help="auto, cpu or cuda")
     s.set_defaults(fn=cmd_render)
 
     s = sub.add_parser("export", help="export the fitted model of a run folder")
@@ -278,14 +267,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, type=Path)
     s.add_argument("--gt", type=Path, default=None,
                    help="dataset with ground-truth cameras for the same images (e.g. data/sample_scene)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", type=_device, help="auto, cpu or cuda")
     s.set_defaults(fn=cmd_eval)
 
-    # Commands defined next to the code they drive: each module has ``add_commands(subparsers)``.
+    # Commands defined next to the code they drive: each module has ``add_commands(subparsers)``;
+    # the layers above (the web app) register theirs as entry points.
     import importlib
+    from importlib.metadata import entry_points
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(sub)
+    for ep in entry_points(group=COMMAND_ENTRY_POINTS):
+        try:
+            ep.load()(sub)
+        except ImportError as e:  # an optional layer that is not installed here
+            logging.getLogger(__name__).debug("command plugin %s unavailable: %s", ep.name, e)
     return p
 
 

@@ -116,7 +116,7 @@ def calibrate(args) -> int:
     from recon3d.feedforward.base import load_payload
     from recon3d.feedforward.data import MultiViewDataset
     from recon3d.feedforward.registry import load_model, shipped_checkpoint
-    from recon3d.methods.checkpoint import atomic_torch_save
+    from recon3d.runtime.checkpoint import atomic_torch_save
 
     if args.split == "test":
         print("warning: calibrating on the test split leaks into the benchmark; use --split val", file=sys.stderr)

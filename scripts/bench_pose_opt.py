@@ -79,7 +79,7 @@ def run(name: str, scene, truth, cfg, extent: float, out: Path) -> dict:
 
 
 def _eval_with(trainer, cams):
-    from recon3d.methods.common import evaluate_split
+    from recon3d.methods.evaluation import evaluate_split
 
     return evaluate_split(trainer.render, trainer.scene, cams, trainer.device, trainer.run_dir, "test", False, None)
 

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from recon3d.core.gaussians import gsplat_available, rasterize
+from recon3d.core.gaussians import Gaussians, gsplat_available, rasterize
 
 
 def _viewmats(cameras: int) -> torch.Tensor:
@@ -92,14 +92,14 @@ def make_scene(n: int, cameras: int, width: int, height: int, sh_degree: int = 3
 
 
 def time_backend(backend: str, params, viewmats, Ks, width, height, reps: int, sh_degree: int = 3):
-    means, quats, scales, opac, sh = params
-    bg = torch.ones(viewmats.shape[0], 3, device=means.device)
-    target = torch.rand(viewmats.shape[0], height, width, 3, device=means.device)
-    sync = torch.cuda.synchronize if means.is_cuda else (lambda: None)
+    gaussians = Gaussians(*params)
+    bg = torch.ones(viewmats.shape[0], 3, device=gaussians.device)
+    target = torch.rand(viewmats.shape[0], height, width, 3, device=gaussians.device)
+    sync = torch.cuda.synchronize if gaussians.means.is_cuda else (lambda: None)
 
     def step():
-        out = rasterize(means, quats, scales, opac, sh, viewmats, Ks, width, height, sh_degree=sh_degree,
-                        backgrounds=bg, backend=backend)
+        out = rasterize(gaussians, viewmats, Ks, width, height, sh_degree=sh_degree, backgrounds=bg,
+                        backend=backend)
         out.means2d.retain_grad()
         loss = (out.colors - target).abs().mean() + 0.01 * out.depths.mean()
         loss.backward()
@@ -119,13 +119,12 @@ def time_backend(backend: str, params, viewmats, Ks, width, height, reps: int, s
 
 
 def time_forward(backend, params, viewmats, Ks, width, height, reps, sh_degree=3):
-    means, quats, scales, opac, sh = params
+    gaussians = Gaussians(*params)
     times = []
     with torch.no_grad():
         for _ in range(reps + 1):
             t0 = time.perf_counter()
-            rasterize(means, quats, scales, opac, sh, viewmats, Ks, width, height, sh_degree=sh_degree,
-                      backend=backend)
+            rasterize(gaussians, viewmats, Ks, width, height, sh_degree=sh_degree, backend=backend)
             times.append(time.perf_counter() - t0)
     return 1000 * min(times[1:])
 

@@ -48,11 +48,11 @@ def raster_comparison(trainer: SplatTrainer, subset: int, backend: str) -> dict:
     def leaf(t):
         return t.detach()[idx].clone().requires_grad_(True)
 
-    means, quats, scales, opac, sh = leaf(m.means), leaf(m.quats), leaf(m.scales), leaf(m.opacities), leaf(m.sh)
+    gs = m.gaussians().map(leaf)
     kw = dict(viewmats=cam.w2c, Ks=cam.K, width=int(cam.width[0]), height=int(cam.height[0]),
-              sh_degree=m.max_sh_degree, backgrounds=torch.ones(1, 3, device=means.device))
-    fast = time_fwd_bwd(lambda: rasterize(means, quats, scales, opac, sh, backend=backend, **kw).colors)
-    ref = time_fwd_bwd(lambda: rasterize(means, quats, scales, opac, sh, backend="reference", **kw).colors, reps=1)
+              sh_degree=m.max_sh_degree, backgrounds=torch.ones(1, 3, device=gs.device))
+    fast = time_fwd_bwd(lambda: rasterize(gs, backend=backend, **kw).colors)
+    ref = time_fwd_bwd(lambda: rasterize(gs, backend="reference", **kw).colors, reps=1)
     return {"gaussians": int(idx.numel()), "backend_ms": 1000 * fast, "reference_ms": 1000 * ref,
             "speedup": ref / fast}
 

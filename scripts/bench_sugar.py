@@ -199,9 +199,8 @@ def main() -> None:
             for i in scene.test_indices:
                 cam = sugar.cameras[i]
                 with torch.no_grad():
-                    o = rasterize(bm.means, bm.quats, bm.scales, bm.opacities, bm.sh, cam.w2c, cam.K,
-                                  int(cam.width[0]), int(cam.height[0]), sh_degree=bm.max_sh_degree,
-                                  backgrounds=sugar._background(1))
+                    o = rasterize(bm.gaussians(), cam.w2c, cam.K, int(cam.width[0]), int(cam.height[0]),
+                                  sh_degree=bm.max_sh_degree, backgrounds=sugar._background(1))
                 vals.append(float(psnr(o.colors[0].clamp(0, 1), scene.image(i).to(sugar.device))))
             res["refine"]["test_psnr"] = round(float(np.mean(vals)), 3)
     res["total_seconds"] = round(time.perf_counter() - t0, 1)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from recon3d.feedforward.base import ConditionedRadianceField
 from recon3d.feedforward.rendering import RenderOptions, camera_rays, render_rays, render_view
-from recon3d.methods.config_io import ConfigIO
+from recon3d.runtime.config import ConfigIO
 
 NAME = "tinyff"
 

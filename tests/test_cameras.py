@@ -115,3 +115,48 @@ def test_orbit_path_circles_the_look_at_point():
     assert torch.allclose(uv[:, 0], torch.stack([path.cx, path.cy], -1), atol=1e-3) and (z > 0).all()
     uv_up, _ = path.project(torch.tensor([[0.0, 0.0, 0.5]]))
     assert (uv_up[:, 0, 1] < path.cy).all()
+
+
+@pytest.mark.parametrize("model,dist", [("pinhole", None), ("opencv", [0.08, -0.02, 0.001, -0.0015, 0.003])])
+def test_unproject_depth_projects_back_to_the_pixel_grid(model, dist):
+    """Every pixel's depth-unprojected point projects back onto that pixel (at ``pixel_offset``)
+    with that z-depth, for all cameras at once or one ``index``; wrong shapes are ValueErrors."""
+    cams = _cams(model, dist, n=3)
+    depth = 2.0 + torch.rand(3, 60, 80, generator=torch.Generator().manual_seed(0))
+    for offset in (0.5, 0.0):
+        pts = cams.unproject_depth(depth, pixel_offset=offset)
+        assert pts.shape == (3, 60, 80, 3)
+        uv, z = cams.project(pts.reshape(3, -1, 3))
+        grid = cams.pixel_grid(0, offset).reshape(1, -1, 2)
+        assert torch.allclose(uv, grid.expand_as(uv), atol=2e-3) and torch.allclose(z, depth.reshape(3, -1), atol=1e-4)
+    one = cams.unproject_depth(depth[1], index=1)
+    assert one.shape == (60, 80, 3) and torch.allclose(one, cams.unproject_depth(depth)[1], atol=1e-6)
+    assert torch.equal(cams.pixel_grid(0), cams.pixel_centers(0))
+    assert torch.equal(cams.pixel_grid(0, 0.0)[1, 2], torch.tensor([2.0, 1.0]))
+    with pytest.raises(ValueError, match="depth must be"):
+        cams.unproject_depth(depth[0])
+    with pytest.raises(ValueError, match="60x60 .* 80x60"):
+        cams.unproject_depth(depth[..., :60, :60])
+
+
+def test_unproject_depth_analytic_pinhole():
+    """Identity camera, f = 2, principal point (2, 1), depth 3: pixel (row 0, column 3) center (3.5, 0.5)
+    -> (3 * 1.5 / 2, 3 * -0.5 / 2, 3); at integer coordinates (3, 0) -> (1.5, -1.5, 3)."""
+    cams = Cameras(torch.eye(4)[None], fx=2.0, fy=2.0, cx=2.0, cy=1.0, width=4, height=2)
+    depth = torch.full((2, 4), 3.0)
+    assert torch.allclose(cams.unproject_depth(depth, 0)[0, 3], torch.tensor([2.25, -0.75, 3.0]))
+    assert torch.allclose(cams.unproject_depth(depth, 0, pixel_offset=0.0)[0, 3], torch.tensor([1.5, -1.5, 3.0]))
+
+
+def test_rays_all_equals_rays_per_camera():
+    cams = _cams("opencv", [0.08, -0.02, 0.001, -0.0015, 0.003], n=3)
+    everything = cams.rays_all()
+    assert everything.shape == (3, 60, 80)
+    for i in range(3):
+        one = cams.rays(i)
+        assert torch.equal(everything.origins[i], one.origins)
+        assert torch.allclose(everything.directions[i], one.directions, atol=1e-7)
+        assert torch.equal(everything.camera_indices[i], one.camera_indices)
+    mixed = Cameras.cat([cams[:1], cams[1:].rescale(0.5)])
+    with pytest.raises(ValueError, match="one image size"):
+        mixed.rays_all()

@@ -14,7 +14,7 @@ from recon3d.feedforward import registry
 from recon3d.feedforward.predict import (CANONICAL_FILL, CANONICAL_RADIUS, canonical_source_cameras, image_to_3d,
                                          load_cameras, load_input_images, remove_background)
 from recon3d.io.errors import DataError
-from recon3d.methods.checkpoint import atomic_torch_save
+from recon3d.runtime.checkpoint import atomic_torch_save
 from tests import ff_tiny_models
 from tests.ff_tiny_models import NAME, TinyConfig, TinyField
 

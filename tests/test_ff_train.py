@@ -137,3 +137,19 @@ def test_init_from_starts_from_given_weights(data, tmp_path):
     with pytest.raises(RuntimeError):
         train(NAME, data, tmp_path / "d", {**BASE, "steps": 1, "init_from": str(first.final)}, {"hidden": 16},
               show_progress=False)
+
+
+def test_device_resolution_keeps_the_ddp_local_rank(monkeypatch):
+    """``auto``/``cuda`` go through resolve_device; a bare ``cuda`` is this rank's GPU, ``cuda:N`` stays."""
+    from recon3d.feedforward.train import _pick_device
+
+    cfg = TrainConfig()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _pick_device(cfg, 3, None) == torch.device("cpu")  # cfg.device "auto" without a GPU
+    assert _pick_device(cfg, 3, "cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        _pick_device(cfg, 0, "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _pick_device(cfg, 3, None) == torch.device("cuda:3")
+    assert _pick_device(cfg, 3, "cuda") == torch.device("cuda:3")
+    assert _pick_device(cfg, 3, "cuda:1") == torch.device("cuda:1")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recon3d.core.gaussians import gsplat_available, rasterize
+from recon3d.core.gaussians import Gaussians, gsplat_available, rasterize
 from tests.test_gaussian_raster import H, W, make_scene
 
 pytestmark = [
@@ -33,7 +33,7 @@ def _both(sh_degree, antialiased=False, seed=0):
     outs = {}
     for backend, dev in (("torch", "cpu"), ("gsplat", "cuda")):
         p = [t.detach().to(dev).requires_grad_() for t in params]
-        out = rasterize(*p, vm.to(dev), K.to(dev), W, H, sh_degree=sh_degree, backgrounds=bg.to(dev),
+        out = rasterize(Gaussians(*p), vm.to(dev), K.to(dev), W, H, sh_degree=sh_degree, backgrounds=bg.to(dev),
                         backend=backend, antialiased=antialiased)
         out.means2d.retain_grad()
         target = torch.rand(out.colors.shape, generator=torch.Generator().manual_seed(1)).to(dev)
@@ -64,5 +64,5 @@ def test_torch_agrees_with_gsplat(sh_degree, antialiased):
 def test_auto_picks_gsplat_on_cuda():
     params, vm, K = make_scene(n=20, cams=1)
     p = [t.detach().cuda() for t in params]
-    assert rasterize(*p, vm.cuda(), K.cuda(), W, H).backend == "gsplat"
-    assert rasterize(*p, vm.cuda(), K.cuda(), W, H, backend="torch").backend == "torch"
+    assert rasterize(Gaussians(*p), vm.cuda(), K.cuda(), W, H).backend == "gsplat"
+    assert rasterize(Gaussians(*p), vm.cuda(), K.cuda(), W, H, backend="torch").backend == "torch"

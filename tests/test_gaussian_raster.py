@@ -12,6 +12,7 @@ from recon3d.core import Cameras
 from recon3d.core.gaussians import (
     ENV_BACKEND,
     EPS2D,
+    Gaussians,
     rasterize,
     rasterize_cameras,
     resolve_backend,
@@ -58,7 +59,7 @@ def make_scene(n=120, cams=3, sh_degree=None, seed=0, dtype=torch.float32, width
 
 
 def render_and_grads(params, viewmats, Ks, backend, seed=1, **kw):
-    out = rasterize(*params, viewmats, Ks, kw.pop("width", W), kw.pop("height", H), backend=backend, **kw)
+    out = rasterize(Gaussians(*params), viewmats, Ks, kw.pop("width", W), kw.pop("height", H), backend=backend, **kw)
     out.means2d.retain_grad()
     g = torch.Generator().manual_seed(seed)
     wc = torch.randn(out.colors.shape, generator=g, dtype=out.colors.dtype)
@@ -98,8 +99,8 @@ def test_torch_matches_reference(sh_degree):
 @pytest.mark.parametrize("tile_size", [1, 2, 8, 16])
 def test_tile_sizes_agree(tile_size):
     params, vm, K = make_scene(n=80, cams=2, seed=3)
-    ref = rasterize(*params, vm, K, W, H, backend="reference")
-    out = rasterize(*params, vm, K, W, H, backend="torch", tile_size=tile_size)
+    ref = rasterize(Gaussians(*params), vm, K, W, H, backend="reference")
+    out = rasterize(Gaussians(*params), vm, K, W, H, backend="torch", tile_size=tile_size)
     assert (out.colors - ref.colors).abs().max() < 1e-4
 
 
@@ -107,7 +108,7 @@ def test_antialiased_matches_reference():
     params, vm, K = make_scene(n=100, cams=2, seed=11, scale=(0.005, 0.05))
     a, ga, _ = render_and_grads(params, vm, K, "torch", antialiased=True)
     b, gb, _ = render_and_grads(params, vm, K, "reference", antialiased=True)
-    plain = rasterize(*params, vm, K, W, H, backend="torch")
+    plain = rasterize(Gaussians(*params), vm, K, W, H, backend="torch")
     assert (a.colors - b.colors).abs().max() < 1e-4
     assert_grads_close(ga, gb)
     # compensation only ever lowers opacity
@@ -158,7 +159,7 @@ def _single_gaussian(sigma_world=0.1, z=2.0, f=50.0, opacity=0.8, color=(0.2, 0.
 def test_single_isotropic_gaussian_is_analytic(backend):
     size, f, z, s, o = 33, 50.0, 2.0, 0.1, 0.8
     params, vm, K = _single_gaussian(s, z, f, o, size=size)
-    out = rasterize(*params, vm, K, size, size, backend=backend)
+    out = rasterize(Gaussians(*params), vm, K, size, size, backend=backend)
     var = (f * s / z) ** 2 + EPS2D  # pixels^2, with the low-pass
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     d2 = (xs - size / 2) ** 2 + (ys - size / 2) ** 2
@@ -177,20 +178,20 @@ def test_single_isotropic_gaussian_is_analytic(backend):
 
 def test_alpha_is_clamped():
     params, vm, K = _single_gaussian(opacity=1.0)
-    out = rasterize(*params, vm, K, 33, 33, backend="torch")
+    out = rasterize(Gaussians(*params), vm, K, 33, 33, backend="torch")
     assert abs(float(out.alphas.max()) - ALPHA_MAX) < 1e-6
 
 
 def test_near_far_culling():
     params, vm, K = _single_gaussian(z=2.0)
     for near, far, seen in [(0.01, 1e10, True), (2.5, 1e10, False), (0.01, 1.5, False), (1.9, 2.1, True)]:
-        out = rasterize(*params, vm, K, 33, 33, near=near, far=far, backend="torch")
+        out = rasterize(Gaussians(*params), vm, K, 33, 33, near=near, far=far, backend="torch")
         assert bool(out.visible[0, 0]) == seen
         assert (out.alphas.max() > 0) == seen
         assert (int(out.radii[0, 0]) > 0) == seen
     # behind the camera: culled, finite outputs and gradients
     params[0] = torch.tensor([[0.0, 0.0, -2.0]], requires_grad=True)
-    out = rasterize(*params, vm, K, 33, 33, backgrounds=torch.ones(1, 3), backend="torch")
+    out = rasterize(Gaussians(*params), vm, K, 33, 33, backgrounds=torch.ones(1, 3), backend="torch")
     assert not out.visible.any() and torch.allclose(out.colors, torch.ones_like(out.colors))
     out.colors.sum().backward()
     assert torch.isfinite(params[0].grad).all() and (params[0].grad == 0).all()
@@ -198,15 +199,15 @@ def test_near_far_culling():
 
 def test_offscreen_gaussians_are_culled_exactly():
     params, vm, K = make_scene(n=200, cams=2, seed=5, extent=2.5)
-    a = rasterize(*params, vm, K, W, H, backend="torch")
-    b = rasterize(*params, vm, K, W, H, backend="reference")  # evaluates every valid Gaussian everywhere
+    a = rasterize(Gaussians(*params), vm, K, W, H, backend="torch")
+    b = rasterize(Gaussians(*params), vm, K, W, H, backend="reference")  # evaluates every valid Gaussian everywhere
     assert (~a.visible).sum() > 20
     assert (a.colors - b.colors).abs().max() < 1e-4
 
 
 def test_means2d_gradients_for_densification():
     params, vm, K = make_scene(n=60, cams=2, seed=2)
-    out = rasterize(*params, vm, K, W, H, backend="torch")
+    out = rasterize(Gaussians(*params), vm, K, W, H, backend="torch")
     assert out.means2d.shape == (2, 60, 2) and not out.means2d.is_leaf
     out.means2d.retain_grad()
     out.colors.mean().backward()
@@ -220,21 +221,21 @@ def test_sh_degree0_equals_rgb():
     params, vm, K = make_scene(n=80, cams=2, seed=4)
     rgb = params[4].detach()
     sh = rgb_to_sh0(rgb)[:, None, :]
-    a = rasterize(*params[:4], rgb, vm, K, W, H, backend="torch")
-    b = rasterize(*params[:4], sh, vm, K, W, H, sh_degree=0, backend="torch")
+    a = rasterize(Gaussians(*params[:4], rgb), vm, K, W, H, backend="torch")
+    b = rasterize(Gaussians(*params[:4], sh), vm, K, W, H, sh_degree=0, backend="torch")
     assert (a.colors - b.colors).abs().max() < 1e-5
     # higher-order coefficients are ignored at lower degrees
     sh3 = torch.cat([sh, torch.randn(80, 15, 3)], dim=1)
-    c = rasterize(*params[:4], sh3, vm, K, W, H, sh_degree=0, backend="torch")
+    c = rasterize(Gaussians(*params[:4], sh3), vm, K, W, H, sh_degree=0, backend="torch")
     assert torch.equal(b.colors, c.colors)
 
 
 def test_cameras_are_independent():
     params, vm, K = make_scene(n=80, cams=3, seed=8)
     bg = torch.rand(3, 3)
-    all3 = rasterize(*params, vm, K, W, H, backgrounds=bg, backend="torch")
+    all3 = rasterize(Gaussians(*params), vm, K, W, H, backgrounds=bg, backend="torch")
     for i in range(3):
-        one = rasterize(*params, vm[i : i + 1], K[i : i + 1], W, H, backgrounds=bg[i : i + 1], backend="torch")
+        one = rasterize(Gaussians(*params), vm[i : i + 1], K[i : i + 1], W, H, backgrounds=bg[i : i + 1], backend="torch")
         assert torch.allclose(all3.colors[i], one.colors[0], atol=1e-6)
         assert torch.equal(all3.radii[i], one.radii[0])
 
@@ -243,14 +244,14 @@ def test_empty_view_still_differentiable():
     params, vm, K = make_scene(n=10, cams=1, seed=0)
     vm = vm.clone()
     vm[0, 2, 3] -= 100.0  # everything behind the camera
-    out = rasterize(*params, vm, K, W, H, backgrounds=torch.tensor([0.1, 0.2, 0.3]), backend="torch")
+    out = rasterize(Gaussians(*params), vm, K, W, H, backgrounds=torch.tensor([0.1, 0.2, 0.3]), backend="torch")
     assert not out.visible.any()
     assert torch.allclose(out.colors[0, 5, 5], torch.tensor([0.1, 0.2, 0.3]))
     assert (out.depths == 0).all() and (out.alphas == 0).all()
     (out.colors.sum() + out.depths.sum()).backward()  # must not raise
     # no Gaussians at all
     none = [torch.zeros(0, k, requires_grad=True) for k in (3, 4, 3)] + [torch.zeros(0), torch.zeros(0, 3)]
-    out = rasterize(*none, vm, K, W, H, backgrounds=torch.ones(3), backend="torch")
+    out = rasterize(Gaussians(*none), vm, K, W, H, backgrounds=torch.ones(3), backend="torch")
     assert out.means2d.shape == (1, 0, 2) and torch.equal(out.colors, torch.ones(1, H, W, 3))
     out.colors.sum().backward()
 
@@ -262,11 +263,11 @@ def test_gradcheck_float64():
     bg = torch.tensor([[0.3, 0.2, 0.1]], dtype=torch.float64)
 
     def fn(means, quats, scales, opac, colors):
-        out = rasterize(means, quats, scales, opac, colors, vm, K, 8, 8, backgrounds=bg, backend="torch",
+        out = rasterize(Gaussians(means, quats, scales, opac, colors), vm, K, 8, 8, backgrounds=bg, backend="torch",
                         tile_size=4)
         return out.colors, out.alphas, out.depths * out.alphas
 
-    out = rasterize(*params, vm, K, 8, 8, backend="torch")
+    out = rasterize(Gaussians(*params), vm, K, 8, 8, backend="torch")
     assert out.colors.dtype == torch.float64 and out.alphas.max() > 0.3
     assert torch.autograd.gradcheck(fn, tuple(params), eps=1e-6, atol=1e-5, rtol=1e-3)
 
@@ -278,7 +279,7 @@ def test_gradcheck_float64_sh():
     weights = torch.rand(2, 8, 8, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
     def fn(means, colors):  # a few weighted image sums keep the Jacobian small
-        out = rasterize(means, *params[1:4], colors, vm, K, 8, 8, sh_degree=3, backend="torch")
+        out = rasterize(Gaussians(means, *params[1:4], colors), vm, K, 8, 8, sh_degree=3, backend="torch")
         return (out.colors * weights).sum((1, 2))
 
     assert torch.autograd.gradcheck(fn, (params[0], params[4]), eps=1e-6, atol=1e-5, rtol=1e-3)
@@ -299,34 +300,34 @@ def test_backend_resolution(monkeypatch):
     monkeypatch.delenv(ENV_BACKEND)
     params, vm, K = make_scene(n=5, cams=1)
     with pytest.raises(ValueError, match="CUDA"):
-        rasterize(*params, vm, K, W, H, backend="gsplat")
-    assert rasterize(*params, vm, K, W, H).backend == "torch"
+        rasterize(Gaussians(*params), vm, K, W, H, backend="gsplat")
+    assert rasterize(Gaussians(*params), vm, K, W, H).backend == "torch"
 
 
 def test_input_validation():
     params, vm, K = make_scene(n=5, cams=1, sh_degree=1)
     with pytest.raises(ValueError, match="sh_degree"):
-        rasterize(*params, vm, K, W, H)  # SH coefficients without sh_degree
+        rasterize(Gaussians(*params), vm, K, W, H)  # SH coefficients without sh_degree
     with pytest.raises(ValueError, match="needs colors"):
-        rasterize(*params, vm, K, W, H, sh_degree=2)  # 4 coefficients cannot do degree 2
+        rasterize(Gaussians(*params), vm, K, W, H, sh_degree=2)  # 4 coefficients cannot do degree 2
     with pytest.raises(ValueError, match="quats"):
-        rasterize(params[0], params[1][:3], *params[2:], vm, K, W, H, sh_degree=1)
+        rasterize(Gaussians(params[0], params[1][:3], *params[2:]), vm, K, W, H, sh_degree=1)
     with pytest.raises(ValueError, match="backgrounds"):
-        rasterize(*params, vm, K, W, H, sh_degree=1, backgrounds=torch.ones(2, 3))
+        rasterize(Gaussians(*params), vm, K, W, H, sh_degree=1, backgrounds=torch.ones(2, 3))
 
 
 def test_rasterize_cameras_matches_matrices():
     params, vm, K = make_scene(n=50, cams=2, seed=9)
     cams = Cameras.from_K(K, torch.linalg.inv(vm), W, H)
-    a = rasterize_cameras(*params, cams, backend="torch")
-    b = rasterize(*params, vm, K, W, H, backend="torch")
+    a = rasterize_cameras(Gaussians(*params), cams, backend="torch")
+    b = rasterize(Gaussians(*params), vm, K, W, H, backend="torch")
     assert torch.allclose(a.colors, b.colors, atol=1e-5)
     distorted = Cameras.from_K(K, torch.linalg.inv(vm), W, H, distortion=[0.1, 0, 0, 0, 0], model="opencv")
     with pytest.raises(ValueError, match="distortion"):
-        rasterize_cameras(*params, distorted)
+        rasterize_cameras(Gaussians(*params), distorted)
     mixed = Cameras.cat([cams[0], Cameras.from_K(K[:1], torch.linalg.inv(vm[:1]), W // 2, H)])
     with pytest.raises(ValueError, match="width and height"):
-        rasterize_cameras(*params, mixed)
+        rasterize_cameras(Gaussians(*params), mixed)
 
 
 def test_dense_scene_many_slabs_and_small_batches():
@@ -342,5 +343,83 @@ def test_dense_scene_many_slabs_and_small_batches():
     assert (a.colors - b.colors).abs().max() < 1e-4 and (a.alphas - b.alphas).abs().max() < 1e-4
     assert (a.alphas > 1 - 1e-3).float().mean() > 0.3
     assert_grads_close(ga, gb)
-    small = rasterize_torch(*params, vm, K, 32, 24, batch_elements=2048)
+    small = rasterize_torch(Gaussians(*params), vm, K, 32, 24, batch_elements=2048)
     assert torch.allclose(small["colors"], a.colors, atol=1e-6)
+
+
+def test_gaussians_container_checks_shapes_and_derives_subsets():
+    params, _, _ = make_scene(n=6, cams=1, sh_degree=1)
+    g = Gaussians(*params)
+    assert len(g) == 6 and g.is_sh and g.dtype == torch.float32 and g.device.type == "cpu"
+    assert all(a is b for a, b in zip(g.tensors(), params))  # references, no copies
+    g.check_sh_degree(1)
+    with pytest.raises(ValueError, match="needs colors"):
+        g.check_sh_degree(2)
+    with pytest.raises(ValueError, match="sh_degree"):
+        g.check_sh_degree(None)
+    for i, name in enumerate(["means", "quats", "scales", "opacities", "colors"]):
+        bad = list(params)
+        bad[i] = bad[i][:5]
+        with pytest.raises(ValueError, match=name):
+            Gaussians(*bad)
+    with pytest.raises(ValueError, match="colors"):
+        Gaussians(*params[:4], torch.zeros(6, 4, 2))
+    sub = g[torch.tensor([True, False, True, False, False, True])]
+    assert len(sub) == 3 and torch.equal(sub.colors, params[4][[0, 2, 5]])
+    assert len(g[1:4]) == 3 and not g.detach().means.requires_grad
+    assert g.to(torch.float64).scales.dtype == torch.float64
+    with pytest.raises(TypeError):
+        g[0]
+
+
+def test_legacy_keyword_form_is_identical():
+    """rasterize(means=..., quats=..., ...) (the pre-Gaussians keyword form) gives bit-identical
+    outputs and gradients; mixing the forms or passing bare tensors positionally is refused."""
+    params, vm, K = make_scene(n=100, cams=2, sh_degree=2, seed=17)
+    bg = torch.tensor([0.3, 0.6, 0.9])
+    for backend in ("torch", "reference"):
+        kw = dict(sh_degree=2, backgrounds=bg, antialiased=True)
+        a, ga, ma = render_and_grads(params, vm, K, backend, **kw)
+        for p in params:
+            p.grad = None
+        m, q, s, o, c = params
+        b = rasterize(means=m, quats=q, scales=s, opacities=o, colors=c, viewmats=vm, Ks=K, width=W, height=H,
+                      backend=backend, **kw)
+        b.means2d.retain_grad()
+        g = torch.Generator().manual_seed(1)
+        wc = torch.randn(b.colors.shape, generator=g)
+        wa = torch.randn(b.alphas.shape, generator=g)
+        wd = torch.randn(b.depths.shape, generator=g)
+        loss = (b.colors * wc).sum() + (b.alphas * wa).sum() + 0.1 * (b.depths * b.alphas.detach() * wd).sum()
+        gb = torch.autograd.grad(loss, params, retain_graph=True)
+        loss.backward()
+        for x, y in [(a.colors, b.colors), (a.alphas, b.alphas), (a.depths, b.depths), (a.radii, b.radii),
+                     (a.means2d, b.means2d), (ma, b.means2d.grad), *zip(ga, gb)]:
+            assert torch.equal(x, y)
+        for p in params:
+            p.grad = None
+    g = Gaussians(*params)
+    with pytest.raises(TypeError, match="Gaussians"):
+        rasterize(*params, vm, K, W, H, sh_degree=2)  # bare tensors, positionally
+    with pytest.raises(TypeError, match="also"):
+        rasterize(g, vm, K, W, H, sh_degree=2, means=params[0])
+    with pytest.raises(TypeError, match="missing"):
+        rasterize(means=params[0], quats=params[1], viewmats=vm, Ks=K, width=W, height=H)
+    with pytest.raises(TypeError, match="viewmats"):
+        rasterize(g, sh_degree=2)
+    with pytest.raises(TypeError, match="Gaussians"):
+        rasterize_cameras(*params, Cameras.from_K(K, torch.linalg.inv(vm), W, H))
+
+
+def test_gaussian_model_accessor_renders_like_its_properties():
+    from recon3d.methods.splat.model import GaussianModel
+
+    m = GaussianModel.random_in_box(50, -torch.ones(3), torch.ones(3), max_sh_degree=1,
+                                    generator=torch.Generator().manual_seed(0), init_opacity=0.5)
+    g = m.gaussians()
+    for x, y in zip(g.tensors(), (m.means, m.quats, m.scales, m.opacities, m.sh)):
+        assert torch.equal(x, y)
+    _, vm, K = make_scene(n=1, cams=1)
+    out = rasterize(g, vm, K, W, H, sh_degree=1, backend="torch")
+    out.colors.sum().backward()
+    assert m.log_scales.grad is not None and m.opacity_logits.grad is not None and m.shN.grad is not None

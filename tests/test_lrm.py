@@ -237,7 +237,7 @@ def test_depth_loss_term():
 # ------------------------------------------------------------------------------------- checkpoint
 def test_payload_round_trip_with_fp16_weights(tmp_path):
     from recon3d.feedforward.registry import load_model
-    from recon3d.methods.checkpoint import atomic_torch_save
+    from recon3d.runtime.checkpoint import atomic_torch_save
 
     model = LRM(LRMConfig(**MICRO))
     payload = model.checkpoint_payload()

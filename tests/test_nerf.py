@@ -15,7 +15,7 @@ from recon3d.core.rays import RayBundle
 from recon3d.core.volume_rendering import weights_from_densities
 from recon3d.io import load_scene
 from recon3d.io.normalize import normalize_scene
-from recon3d.methods.checkpoint import checkpoint_path
+from recon3d.runtime.checkpoint import checkpoint_path
 from recon3d.methods.nerf import FieldConfig, MarchConfig, NerfConfig, NerfField, NerfTrainer, render_rays
 
 

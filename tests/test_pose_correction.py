@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recon3d.core import Cameras
-from recon3d.core.gaussians import rasterize
+from recon3d.core.gaussians import Gaussians, rasterize
 from recon3d.core.pose_correction import (
     PoseCorrection, correction_matrices, fit_pose, rigid_drift, so3_exp, so3_log,
 )
@@ -71,10 +71,10 @@ def _gaussian_scene(n: int = 300, seed: int = 0):
     c2w = torch.eye(4)[None].clone()
     c2w[0, 2, 3] = -3.0
     cam = Cameras(c2w, 60.0, 60.0, 32.0, 32.0, 64, 64)
+    gaussians = Gaussians(means, quats, scales, opac, colors)
 
     def render(camera: Cameras) -> torch.Tensor:
-        out = rasterize(means=means, quats=quats, scales=scales, opacities=opac, colors=colors, viewmats=camera.w2c,
-                        Ks=camera.K, width=64, height=64, sh_degree=None, backend="torch")
+        out = rasterize(gaussians, camera.w2c, camera.K, 64, 64, sh_degree=None, backend="torch")
         return out.colors[0]
 
     return cam, render
@@ -162,7 +162,7 @@ def test_splat_pose_opt_moves_training_poses_toward_the_truth(noisy_scene, tmp_p
 
 
 def test_splat_pose_opt_resumes_exactly_and_refuses_mismatched_checkpoints(noisy_scene, tmp_path):
-    from recon3d.methods.checkpoint import checkpoint_path
+    from recon3d.runtime.checkpoint import checkpoint_path
     from recon3d.methods.splat import SplatTrainer
 
     scene, _ = noisy_scene

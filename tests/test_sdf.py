@@ -13,7 +13,7 @@ from recon3d.core.sampling import uniform_samples
 from recon3d.core.volume_rendering import weights_from_alphas
 from recon3d.io import load_scene
 from recon3d.io.normalize import normalize_scene
-from recon3d.methods.checkpoint import checkpoint_path
+from recon3d.runtime.checkpoint import checkpoint_path
 from recon3d.mesh import extract_isosurface
 from recon3d.methods.sdf import (
     NeusSamplingConfig, SdfConfig, SdfField, SdfFieldConfig, SdfTrainer, neus_alphas, render_neus,

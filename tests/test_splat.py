@@ -10,7 +10,7 @@ import torch
 
 from recon3d.io import load_scene
 from recon3d.io.normalize import normalize_scene
-from recon3d.methods.checkpoint import checkpoint_path, latest_checkpoint
+from recon3d.runtime.checkpoint import checkpoint_path, latest_checkpoint
 from recon3d.methods.splat import GaussianModel, SplatConfig, SplatTrainer, load_splat_ply, save_splat_ply
 from recon3d.methods.splat.model import make_optimizers, LearningRates
 from recon3d.methods.splat.strategy import DensifyConfig, DensifyStrategy

@@ -26,21 +26,21 @@ def test_binding_geometry_and_gradients():
     mesh = _ico(sub=1)
     b = BoundGaussians.from_mesh(mesh, per_face=3, thickness=1e-3)
     assert len(b) == 3 * mesh.num_faces
-    p = b.gaussian_params()
+    p = b.gaussians()
     tri = mesh.vertices[mesh.faces]
     expected = (np.array([[4, 1, 1], [1, 4, 1], [1, 1, 4]]) / 6.0) @ tri[0]  # face 0's three Gaussians
-    np.testing.assert_allclose(p["means"][:3].detach().numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(p.means[:3].detach().numpy(), expected, atol=1e-6)
     from recon3d.methods.sugar.density import normals_of
 
-    n = normals_of(p["quats"], p["scales"]).detach().numpy()
+    n = normals_of(p.quats, p.scales).detach().numpy()
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     fn /= np.linalg.norm(fn, axis=1, keepdims=True)
     np.testing.assert_allclose(np.abs((n.reshape(-1, 3, 3) * fn[:, None]).sum(-1)), 1.0, atol=1e-5)
-    assert torch.allclose(p["scales"][:, 2], torch.tensor(1e-3))
-    p["means"].sum().backward()
+    assert torch.allclose(p.scales[:, 2], torch.tensor(1e-3))
+    p.means.sum().backward()
     assert b.vertices.grad is not None and b.vertices.grad.abs().sum() > 0
     m = b.to_model()
-    assert len(m) == len(b) and torch.allclose(m.scales, p["scales"].detach(), rtol=1e-5)
+    assert len(m) == len(b) and torch.allclose(m.scales, p.scales.detach(), rtol=1e-5)
 
 
 def test_mesh_regularizers():
@@ -59,8 +59,8 @@ def test_refinement_fits_colors_and_moves_vertices(tmp_path):
     cams = ring_cameras(size=20, focal=38.0)
     target = sphere_of_flat_gaussians(800, radius=0.5)
     with torch.no_grad():
-        imgs = [rasterize_cameras(target.means, target.quats, target.scales, target.opacities, target.sh, cams[i],
-                                  sh_degree=0, backend="torch").colors[0] for i in range(len(cams))]
+        imgs = [rasterize_cameras(target.gaussians(), cams[i], sh_degree=0, backend="torch").colors[0]
+                for i in range(len(cams))]
     start = _ico(radius=0.46, sub=2)  # too small, grey
     cfg = RefineConfig(steps=30, vertices_lr=2e-3, sh0_lr=0.05, backend="torch", laplacian_weight=1.0)
     refined, bound, summary = refine_mesh(start, cams, imgs, cfg, per_face=3, thickness=2e-3)

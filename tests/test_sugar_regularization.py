@@ -82,8 +82,7 @@ def test_knn_table_and_sampling():
 
 
 def _losses(model, cams, n=3000, seed=0):
-    out = rasterize_cameras(model.means, model.quats, model.scales, model.opacities, model.sh, cams[0], sh_degree=0,
-                            backend="torch")
+    out = rasterize_cameras(model.gaussians(), cams[0], sh_degree=0, backend="torch")
     nbr = knn_table(model.means.detach(), 16)
     return sdf_alignment_losses(model.means, model.quats, model.scales, model.opacities, nbr, cams[0],
                                 out.depths[0, ..., 0], out.alphas[0, ..., 0], n, 0.1,

@@ -9,7 +9,7 @@ import torch
 
 from recon3d.io import load_scene
 from recon3d.io.normalize import normalize_scene
-from recon3d.methods.checkpoint import checkpoint_path, latest_checkpoint
+from recon3d.runtime.checkpoint import checkpoint_path, latest_checkpoint
 from recon3d.methods.splat import SplatConfig, SplatTrainer
 from recon3d.methods.splat.strategy import DensifyConfig
 from recon3d.methods.sugar import SugarConfig, SugarTrainer, preset

@@ -409,3 +409,25 @@ def test_icp_refinement_recovers_a_perturbed_pose():
     far[1, :3, 3] += 100.0  # no overlap at all: open3d finds no correspondences
     same, info = refine_poses_icp(replace(geo, c2w=far))
     assert info["refined"] == [] and info["fitness"][1] == 0.0 and torch.equal(same.c2w, far)
+
+
+def test_depth_unprojection_is_at_pixel_centres_in_training_and_prediction():
+    """The model's one pixel convention (PIXEL_OFFSET, the pixel centre): predict's unproject_depth
+    is the analytic pinhole back-projection at (j + 0.5, i + 0.5), and the training targets' points
+    are the same unprojection expressed in the first camera's frame."""
+    from recon3d.feedforward.vggt.pose_encoding import PIXEL_OFFSET
+    from recon3d.feedforward.vggt.predict import unproject_depth
+
+    assert PIXEL_OFFSET == 0.5
+    K = torch.tensor([[[4.0, 0.0, 3.0], [0.0, 5.0, 2.0], [0.0, 0.0, 1.0]]])
+    c2w = torch.eye(4)[None].clone()
+    c2w[0, :3, 3] = torch.tensor([1.0, -2.0, 0.5])
+    depth = torch.full((1, 4, 6), 2.0)
+    pts = unproject_depth(depth, K, c2w)
+    # pixel (row 3, column 1): centre (1.5, 3.5) -> camera (2 * (1.5 - 3) / 4, 2 * (3.5 - 2) / 5, 2)
+    torch.testing.assert_close(pts[0, 3, 1], torch.tensor([1.0 - 0.75, -2.0 + 0.6, 2.5]))
+    batch = _synthetic_batch(B=1, V=3, size=16, seed=4)
+    gt = normalized_targets(batch)
+    rel = torch.linalg.inv(batch["c2w"][0, :1]) @ batch["c2w"][0]
+    expected = unproject_depth(batch["depths"][0, :, 0], batch["K"][0], rel) / gt["scale"][0]
+    torch.testing.assert_close(gt["points"][0], expected)

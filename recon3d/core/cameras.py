@@ -259,13 +259,46 @@ class Cameras:
         pc = torch.cat([xy, torch.ones_like(xy[..., :1])], dim=-1) * depth[..., None]
         return pc @ self.c2w[:, :3, :3].transpose(1, 2) + self.c2w[:, None, :3, 3]
 
+    def unproject_depth(self, depth: Tensor, index: int | None = None, pixel_offset: float = 0.5) -> Tensor:
+        """Depth maps -> one world point per pixel (lens distortion undone like :meth:`unproject`).
+
+        Args:
+            depth: (H, W) z-depth map of camera ``index``, or (N, H, W) maps of every camera when
+                ``index`` is None; world units along the camera's +z axis (not ray lengths). Each
+                map must have its camera's ``height`` x ``width``.
+            index: the camera of a single (H, W) map; None for one map per camera.
+            pixel_offset: where in each pixel the point is taken, in pixels from its top-left
+                corner: 0.5 the pixel center (recon3d's convention, :meth:`pixel_centers`); 0.0
+                integer pixel coordinates, as some published models compute.
+        Returns:
+            (H, W, 3) or (N, H, W, 3) world points, same dtype as the cameras (float32); a depth of
+            0 maps to the camera center.
+        """
+        cams = self if index is None else self[index]
+        maps = depth if index is None else depth[None]
+        if maps.ndim != 3 or maps.shape[0] != len(cams):
+            want = "(H, W)" if index is not None else f"({len(cams)}, H, W)"
+            raise ValueError(f"depth must be {want}, got {tuple(depth.shape)}")
+        N, H, W = maps.shape
+        if bool((cams.height != H).any()) or bool((cams.width != W).any()):
+            sizes = sorted({f"{w}x{h}" for w, h in zip(cams.width.tolist(), cams.height.tolist())})
+            raise ValueError(f"depth maps are {W}x{H} (width x height) but the camera images are {', '.join(sizes)}")
+        uv = cams.pixel_grid(0, pixel_offset).reshape(1, H * W, 2).expand(N, -1, -1)
+        pts = cams.unproject(uv, maps.reshape(N, H * W))
+        return pts.reshape(N, H, W, 3) if index is None else pts.reshape(H, W, 3)
+
     # ------------------------------------------------------------------ rays
     def pixel_centers(self, index: int) -> Tensor:
         """(H, W, 2) pixel-center coordinates (u, v) of camera ``index``."""
+        return self.pixel_grid(index, 0.5)
+
+    def pixel_grid(self, index: int, pixel_offset: float = 0.5) -> Tensor:
+        """(H, W, 2) float32 pixel coordinates (u, v) = (column, row) + ``pixel_offset`` of camera
+        ``index``, in pixels (0.5: the pixel centers, recon3d's convention; 0.0: integer coordinates)."""
         H, W = int(self.height[index]), int(self.width[index])
         v, u = torch.meshgrid(
-            torch.arange(H, device=self.device, dtype=torch.float32) + 0.5,
-            torch.arange(W, device=self.device, dtype=torch.float32) + 0.5,
+            torch.arange(H, device=self.device, dtype=torch.float32) + pixel_offset,
+            torch.arange(W, device=self.device, dtype=torch.float32) + pixel_offset,
             indexing="ij",
         )
         return torch.stack([u, v], dim=-1)
@@ -301,6 +334,23 @@ class Cameras:
         H, W = uv.shape[:2]
         cam = torch.full((H * W,), index, dtype=torch.long, device=self.device)
         return self.rays_at(cam, uv.reshape(-1, 2)).reshape(H, W)
+
+    def rays_all(self, pixel_offset: float = 0.5) -> RayBundle:
+        """Rays through every pixel of every camera (all cameras of one size), shaped (N, H, W, ...).
+
+        Args:
+            pixel_offset: as in :meth:`pixel_grid` (0.5: through the pixel centers).
+        Returns:
+            RayBundle with (N, H, W, 3) origins and unit directions (world units), (N, H, W, 1)
+            ``z_scale`` and (N, H, W) camera indices; row-major pixels, like :meth:`rays` per camera.
+        """
+        H, W = int(self.height[0]), int(self.width[0])
+        if bool((self.height != H).any()) or bool((self.width != W).any()):
+            raise ValueError("rays_all needs cameras of one image size; use rays(index) per camera")
+        N = len(self)
+        uv = self.pixel_grid(0, pixel_offset).reshape(1, H * W, 2).expand(N, -1, -1).reshape(-1, 2)
+        cam = torch.arange(N, device=self.device).repeat_interleave(H * W)
+        return self.rays_at(cam, uv).reshape(N, H, W)
 
     def look_at(self) -> Tensor:
         """(3,) least-squares point closest to all optical axes (where the rig looks)."""

@@ -22,10 +22,11 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from .background import NAMED_COLORS
 from .sampling import RaySamples
 
 Background = Union[None, str, float, Tensor]
-BACKGROUNDS = ("white", "black", "random")
+BACKGROUNDS = (*NAMED_COLORS, "random")
 
 
 def _per_sample(x: Tensor, ref: Tensor) -> Tensor:
@@ -198,14 +199,14 @@ def composite_normals(weights: Tensor, normals: Tensor, normalize: bool = True, 
 
 
 def _background_color(background: Background, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-    if background is None or (isinstance(background, str) and background == "black"):
+    if background is None:
         return torch.zeros_like(like)
     if isinstance(background, str):
-        if background == "white":
-            return torch.ones_like(like)
         if background == "random":
             return torch.rand(like.shape, generator=generator, dtype=like.dtype, device=like.device)
-        raise ValueError(f"unknown background {background!r}; expected a color or one of {BACKGROUNDS}")
+        if background not in NAMED_COLORS:
+            raise ValueError(f"unknown background {background!r}; expected a color or one of {BACKGROUNDS}")
+        return torch.tensor(NAMED_COLORS[background], dtype=like.dtype, device=like.device).expand_as(like)
     bg = torch.as_tensor(background, dtype=like.dtype, device=like.device)
     return bg.expand_as(like) if bg.dim() <= like.dim() else bg
 

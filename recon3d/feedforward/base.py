@@ -35,7 +35,7 @@ class FeedForwardModel(nn.Module, ABC):
     """An ``nn.Module`` trained by :mod:`recon3d.feedforward.train` and run by ``recon3d predict``.
 
     Subclasses set ``name`` (the registry name, e.g. ``"pixelnerf"``) and ``config_cls`` (a dataclass
-    with :class:`recon3d.methods.config_io.ConfigIO`), and build themselves from ``config``.
+    with :class:`recon3d.runtime.config.ConfigIO`), and build themselves from ``config``.
     """
 
     name: ClassVar[str] = ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -130,63 +131,46 @@ def cmd_predict(args) -> int:
     import sys
 
     from recon3d.feedforward import registry
+    from recon3d.feedforward.options import predict_options
     from recon3d.feedforward.predict import image_to_3d, model_predict_hook
+    from recon3d.runtime.device import resolve_device
 
-    if args.model not in registry.MODELS:
-        print(f"recon3d predict: error: unknown model {args.model!r}; known models: "
+    opts = predict_options(args)
+    if opts.model not in registry.MODELS:
+        print(f"recon3d predict: error: unknown model {opts.model!r}; known models: "
               f"{', '.join(sorted(registry.MODELS))}", file=sys.stderr)
         return 2
-    out = args.out or Path("outputs") / "predict" / f"{args.model}-{Path(args.images[0]).stem}"
-    hook = model_predict_hook(args.model)
-    if hook is not None and args.cameras is None:  # model-specific outputs (VGGT: cameras, depth, points)
-        model = registry.load_model(args.model, args.checkpoint, device=_device(args.device))
-        summary = hook(model, args.images, out, args)
-        print(f"predicted with {args.model}: outputs in {out}" + (f" ({summary.get('points')} points)"
+    try:
+        device = str(resolve_device(opts.device))
+    except ValueError as e:
+        print(f"recon3d predict: error: {e}", file=sys.stderr)
+        return 2
+    out = opts.out or Path("outputs") / "predict" / f"{opts.model}-{Path(opts.images[0]).stem}"
+    hook = model_predict_hook(opts.model)
+    if hook is not None and opts.cameras is None:  # model-specific outputs (VGGT: cameras, depth, points)
+        model = registry.load_model(opts.model, opts.checkpoint, device=device)
+        summary = hook(model, opts.images, out, replace(opts, device=device))
+        print(f"predicted with {opts.model}: outputs in {out}" + (f" ({summary.get('points')} points)"
                                                                  if isinstance(summary, dict) and "points" in summary else ""))
         return 0
-    if args.refine_poses:
-        raise SystemExit(f"recon3d predict: error: --refine-poses is for --model vggt (cameras), not {args.model}")
-    if not 0 <= args.texture_size <= 8192:
-        raise SystemExit(f"recon3d predict: error: --texture-size {args.texture_size} is not in [0, 8192]")
-    opts = {"num_views": args.views, "orbit_frames": args.orbit_frames, "mesh_resolution": args.mesh_resolution,
-            "density_threshold": args.threshold, "texture_size": args.texture_size}
-    res = image_to_3d(args.model, args.images, out, checkpoint=args.checkpoint, device=_device(args.device),
-                      cameras=args.cameras, masks=args.masks, **opts)
+    if opts.refine_poses:
+        raise SystemExit(f"recon3d predict: error: --refine-poses is for --model vggt (cameras), not {opts.model}")
+    res = image_to_3d(opts.model, opts.images, out, checkpoint=opts.checkpoint, device=device,
+                      cameras=opts.cameras, masks=opts.masks, **opts.field_kwargs())
     for note in res.notes:
         print(f"note: {note}")
     mesh = f"mesh {res.mesh.num_faces} faces ({', '.join(res.meshes)})" if res.mesh is not None else "no mesh"
-    print(f"predicted with {args.model} in {res.timings.get('total', 0):.1f} s: {len(res.views)} views, "
+    print(f"predicted with {opts.model} in {res.timings.get('total', 0):.1f} s: {len(res.views)} views, "
           f"{'orbit.gif, ' if res.orbit else ''}{mesh}; outputs in {out}")
     return 0
 
 
-def _device(d: str) -> str:
-    if d == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return d
-
-
 # ----------------------------------------------------------------------------------------- hook
 def add_commands(sub) -> None:
+    from recon3d.feedforward.options import add_predict_arguments
+
     s = sub.add_parser("predict", help="photos of an object -> novel views, turntable and mesh (feed-forward model)")
-    s.add_argument("--model", required=True, help="registered model name (lrm, pixelnerf, vggt, ...)")
-    s.add_argument("--images", required=True, nargs="+", type=Path, help="photo(s) of one object")
-    s.add_argument("--masks", nargs="+", type=Path, default=None, help="object masks, one per image (optional)")
-    s.add_argument("--cameras", type=Path, default=None,
-                   help="JSON of the images' cameras (recon3d K/c2w frames or nerfstudio transforms.json)")
-    s.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the shipped one)")
-    s.add_argument("--out", type=Path, default=None, help="output folder (default outputs/predict/MODEL-IMAGE)")
-    s.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    s.add_argument("--views", type=int, default=8, help="novel views to render")
-    s.add_argument("--orbit-frames", type=int, default=32, help="turntable frames (0: no orbit; a multiple of --views reuses them as the views)")
-    s.add_argument("--mesh-resolution", type=int, default=96, help="marching-cubes grid per axis (0: no mesh)")
-    s.add_argument("--threshold", type=float, default=None, help="mesh density threshold, 1/world units")
-    s.add_argument("--texture-size", type=int, default=0,
-                   help="also bake an N x N UV texture into mesh.glb/.obj (xatlas unwrap; 0: vertex colours only)")
-    s.add_argument("--refine-poses", action="store_true",
-                   help="vggt: refine the predicted cameras by coloured ICP of the predicted depth maps (open3d)")
+    add_predict_arguments(s)
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("train", help="train a feed-forward model on a data set made by `recon3d ffdata`")

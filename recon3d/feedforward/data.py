@@ -54,7 +54,7 @@ from torch.utils.data import Dataset
 
 from recon3d.io.atomic import atomic_path, atomic_write_json
 from recon3d.io.errors import DataError
-from recon3d.methods.config_io import ConfigIO
+from recon3d.runtime.config import ConfigIO
 
 DATASET_FORMAT = "recon3d-ffdata"
 DATASET_VERSION = 1

@@ -35,6 +35,9 @@ from torch import Tensor
 
 from recon3d.io.atomic import atomic_path, atomic_write_json
 from recon3d.io.errors import DataError
+from recon3d.runtime.device import resolve_device
+
+from .options import DEFAULTS
 
 CANONICAL_RADIUS = 3.6  #: world units, middle of the training set's radius_range (3.2, 4.0)
 CANONICAL_ELEVATION_DEG = 20.0  #: degrees above the xy-plane (typical product-photo height)
@@ -310,11 +313,13 @@ def _render_ring(model, latent, cameras, size: int, options) -> list[np.ndarray]
 
 
 @torch.no_grad()
-def predict_radiance_field(model, images: Tensor, K: Tensor, c2w: Tensor, out_dir: str | Path, num_views: int = 8,
-                           orbit_frames: int = 32, mesh_resolution: int = 96, density_threshold: Optional[float] = None,
+def predict_radiance_field(model, images: Tensor, K: Tensor, c2w: Tensor, out_dir: str | Path,
+                           num_views: int = DEFAULTS.num_views, orbit_frames: int = DEFAULTS.orbit_frames,
+                           mesh_resolution: int = DEFAULTS.mesh_resolution,
+                           density_threshold: Optional[float] = DEFAULTS.density_threshold,
                            formats: Sequence[str] = ("glb", "obj", "ply"), render_size: Optional[int] = None,
                            render_options=None, notes: Optional[list[str]] = None,
-                           texture_size: int = 0) -> PredictResult:
+                           texture_size: int = DEFAULTS.texture_size) -> PredictResult:
     """Encode source views with a :class:`ConditionedRadianceField`, render novel views and an orbit,
     extract and export a mesh; every file written atomically (see the module docstring).
 
@@ -325,6 +330,7 @@ def predict_radiance_field(model, images: Tensor, K: Tensor, c2w: Tensor, out_di
         density_threshold: iso-level in 1/world units (default: the model's ``mesh_density_threshold``, else 10).
         render_size: side of rendered views (default H).
         texture_size: > 0: the mesh also gets a baked UV texture of this size (GLB/OBJ; PLY keeps vertex colours).
+    Defaults: :class:`~.options.PredictOptions` (the ``recon3d predict`` flags).
     """
     from recon3d.core.cameras import Cameras
     from recon3d.core.camera_paths import orbit_path
@@ -414,7 +420,8 @@ def model_input_size(model) -> int:
 
 
 def image_to_3d(model_name: str, image_paths: Sequence[str | Path], out_dir: str | Path,
-                checkpoint: Optional[str | Path] = None, device: str = "cpu", cameras: Optional[str | Path] = None,
+                checkpoint: Optional[str | Path] = None, device: str = DEFAULTS.device,
+                cameras: Optional[str | Path] = None,
                 masks: Optional[Sequence[str | Path]] = None, **opts) -> PredictResult:
     """Photos of one object -> novel views, turntable and mesh with model ``model_name``.
 
@@ -423,14 +430,15 @@ def image_to_3d(model_name: str, image_paths: Sequence[str | Path], out_dir: str
     and runs :func:`predict_radiance_field` with ``opts`` (num_views, orbit_frames, mesh_resolution,
     density_threshold, formats, render_size). Models that are not conditioned radiance fields but
     ship ``recon3d/feedforward/<name>/predict.py:run_predict`` (VGGT) are run through it instead
-    (its summary in ``extra``). Raises DataError for bad inputs or checkpoints.
+    (its summary in ``extra``). ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``
+    (:func:`recon3d.runtime.device.resolve_device`). Defaults: :class:`~.options.PredictOptions`.
+    Raises DataError for bad inputs or checkpoints.
     """
     from .base import ConditionedRadianceField
     from .registry import load_model
 
     t0 = time.perf_counter()
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))
     paths = [Path(p) for p in image_paths]
     if not paths:
         raise DataError(Path("images"), "no input images given")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recon3d.core.cameras import Cameras
 from recon3d.core.sampling import importance_samples, intersect_aabb, uniform_samples
 from recon3d.core.volume_rendering import Background, render_samples
 
@@ -79,22 +80,18 @@ def render_rays(
 
 
 def camera_rays(K: Tensor, c2w: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
-    """Rays through every pixel center of a batch of cameras.
+    """Rays through every pixel center of a batch of cameras (:meth:`Cameras.rays_all`).
 
     Args:
-        K: (B, 3, 3) intrinsics in pixels; c2w: (B, 4, 4) OpenCV camera-to-world.
+        K: (B, 3, 3) intrinsics in pixels; c2w: (B, 4, 4) OpenCV camera-to-world; one image size.
     Returns:
-        origins, directions: (B, H * W, 3), row-major pixel order, unit directions.
+        origins, directions: (B, H * W, 3) world units, row-major pixel order, unit directions, in
+        ``K``'s dtype.
     """
-    v, u = torch.meshgrid(torch.arange(height, device=K.device, dtype=K.dtype) + 0.5,
-                          torch.arange(width, device=K.device, dtype=K.dtype) + 0.5, indexing="ij")
-    x = (u.reshape(1, -1) - K[:, 0, 2:3]) / K[:, 0, 0:1]
-    y = (v.reshape(1, -1) - K[:, 1, 2:3]) / K[:, 1, 1:2]
-    d_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (B, HW, 3)
-    d = torch.einsum("bij,bnj->bni", c2w[:, :3, :3], d_cam)
-    d = d / d.norm(dim=-1, keepdim=True)
-    o = c2w[:, None, :3, 3].expand_as(d)
-    return o, d
+    B = K.shape[0]
+    rays = Cameras.from_K(K, c2w, width, height).rays_all()
+    return (rays.origins.reshape(B, height * width, 3).to(K.dtype),
+            rays.directions.reshape(B, height * width, 3).to(K.dtype))
 
 
 @torch.no_grad()

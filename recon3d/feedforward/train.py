@@ -56,9 +56,10 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from recon3d.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json
-from recon3d.methods.checkpoint import (atomic_torch_save, checkpoint_path, latest_checkpoint, load_checkpoint,
+from recon3d.runtime.checkpoint import (atomic_torch_save, checkpoint_path, latest_checkpoint, load_checkpoint,
                                         prune_checkpoints, rng_state, set_rng_state)
-from recon3d.methods.config_io import ConfigIO
+from recon3d.runtime.config import ConfigIO
+from recon3d.runtime.device import resolve_device
 
 from . import registry
 from .base import FeedForwardModel
@@ -226,14 +227,13 @@ def _dist_env() -> tuple[int, int, int]:
 
 
 def _pick_device(cfg: TrainConfig, local_rank: int, device: Optional[str]) -> torch.device:
-    want = device or cfg.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch has no CUDA device")
-        return torch.device(want if ":" in want else f"cuda:{local_rank}")
-    return torch.device(want)
+    """``device`` (else ``cfg.device``) through :func:`resolve_device`; a bare ``cuda`` becomes this
+    process's GPU ``cuda:{local_rank}`` (one GPU per rank under torchrun). ValueError for a bad name
+    or CUDA without a GPU."""
+    dev = resolve_device(device or cfg.device)
+    if dev.type == "cuda" and dev.index is None:
+        return torch.device(f"cuda:{local_rank}")
+    return dev
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:

@@ -99,19 +99,11 @@ def every_nth_split(n: int, every: int = TEST_EVERY) -> tuple[list[int], list[in
 
 def resolve_background(background: Any) -> Tensor | None:
     """``None | 'white' | 'black' | (3,) floats`` -> (3,) float32 tensor in [0, 1] or None."""
-    if background is None:
-        return None
-    if isinstance(background, str):
-        named = {"white": 1.0, "black": 0.0}
-        if background.lower() not in named:
-            raise ValueError(f"background must be 'white', 'black', None or 3 floats, got {background!r}")
-        return torch.full((3,), named[background.lower()], dtype=torch.float32)
-    bg = torch.as_tensor(background, dtype=torch.float32).reshape(-1)
-    if bg.numel() == 1:
-        bg = bg.expand(3).clone()
-    if bg.numel() != 3 or not torch.isfinite(bg).all():
-        raise ValueError(f"background must have 3 finite values, got {background!r}")
-    return bg
+    from recon3d.core.background import background_color
+
+    if isinstance(background, str) and background.lower() == "scene":
+        raise ValueError("background must be 'white', 'black', None or 3 floats, got 'scene'")
+    return background_color(background)
 
 
 def rescale_cameras_to(cameras, widths: Sequence[int], heights: Sequence[int]):

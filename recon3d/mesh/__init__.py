@@ -7,9 +7,10 @@
 * :func:`export_mesh` / :func:`load_mesh` — GLB / OBJ(+MTL+PNG) / PLY in capture units, Blender axes.
 """
 
-from .export import FORMATS, export_mesh, export_mesh_formats, load_mesh, scene_up_axis, up_from_cameras
+from .export import (FORMATS, export_mesh, export_mesh_formats, load_mesh, mesh_in_capture_units, normalized_to_world,
+                     scene_up_axis, up_from_cameras)
 from .marching_cubes import extract_isosurface
 from .types import TriangleMesh
 
 __all__ = ["TriangleMesh", "export_mesh", "export_mesh_formats", "load_mesh", "scene_up_axis", "up_from_cameras",
-           "extract_isosurface", "FORMATS"]
+           "extract_isosurface", "FORMATS", "mesh_in_capture_units", "normalized_to_world"]

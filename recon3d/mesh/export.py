@@ -135,6 +135,16 @@ def normalized_to_world(normalization) -> np.ndarray:
     return np.linalg.inv(T)
 
 
+def mesh_in_capture_units(mesh: TriangleMesh, normalization) -> TriangleMesh:
+    """A copy of ``mesh`` (normalized world) in the capture's own units: ``normalization`` (a
+    Normalization, its 4x4 matrix, or None) undone by :func:`normalized_to_world`."""
+    if normalization is None or getattr(normalization, "is_identity", False):
+        return mesh
+    out = mesh.transformed(normalized_to_world(normalization))
+    out.metadata = {**mesh.metadata, "units": "source"}
+    return out
+
+
 def export_transform(normalization=None, up_axis: UpAxis = "z", file_up: UpAxis | None = "y") -> np.ndarray:
     """(4, 4) float64 map from the normalized frame to the file's coordinates.
 

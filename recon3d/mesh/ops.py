@@ -221,3 +221,14 @@ def _used_mask(keep: np.ndarray, m) -> np.ndarray:
 __all__ = ["to_open3d", "from_open3d", "face_normals", "vertex_normals", "with_vertex_normals", "surface_area",
            "signed_volume", "submesh", "connected_components", "remove_small_components", "clean", "simplify",
            "poisson_reconstruction"]
+
+
+def finish_mesh(mesh, max_faces: int):
+    """Decimate ``mesh`` to at most ``max_faces`` faces (quadric error; 0: no limit) and make sure
+    it has vertex normals; metadata records the face count before decimation."""
+    if mesh.num_faces == 0:
+        return mesh
+    mesh.metadata["faces_extracted"] = mesh.num_faces
+    if max_faces and mesh.num_faces > max_faces:
+        mesh = simplify(mesh, max_faces)
+    return mesh if mesh.vertex_normals is not None else with_vertex_normals(mesh)

@@ -24,6 +24,7 @@ from recon3d.io.errors import DataError
 from recon3d.io.images import list_images
 from recon3d.io.nerfstudio import write_nerfstudio_transforms
 from recon3d.io.scene import finalize_scene
+from recon3d.runtime.device import resolve_device
 
 from ._common import read_json_or_none, write_json
 from .prepare import MANIFEST, MIN_IMAGES, prepare_images
@@ -45,7 +46,8 @@ def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint
         checkpoint: VGGT weights (default: the shipped ``data/checkpoints/vggt.pt``; the published
             ``model.pt`` of ``facebook/VGGT-1B`` works too).
         max_size: longest side of the prepared photos, pixels.
-        device: torch device for the forward pass.
+        device: torch device for the forward pass (``auto``: CUDA when available; see
+            :func:`recon3d.runtime.device.resolve_device`).
         conf_threshold: minimum depth confidence of the initial points (default: predict's).
         refine: refine the cameras by coloured ICP of the predicted depth maps
             (:func:`recon3d.feedforward.vggt.refine.refine_poses_icp`).
@@ -60,6 +62,7 @@ def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint
     from recon3d.feedforward.vggt.predict import DEFAULT_CONF_THRESHOLD, load_photos, predict_geometry
 
     src, work = Path(src_dir), Path(work_dir)
+    device = resolve_device(device)  # fail fast on a bad name, before preparing photos
     t0 = time.perf_counter()
     images_dir = work / "images"
     prepare_images(src, images_dir, max_size=max_size)

@@ -16,7 +16,7 @@ def untrained_lrm_data(data_dir: Path, example: Path = EXAMPLE, seed: int = 0) -
     around ``example`` (1/world units): an iso-level sure to give a surface, for the mesh extraction."""
     from recon3d.feedforward.lrm.model import LRM
     from recon3d.feedforward.predict import canonical_source_cameras, load_input_images, model_input_size
-    from recon3d.methods.checkpoint import atomic_torch_save
+    from recon3d.runtime.checkpoint import atomic_torch_save
 
     torch.manual_seed(seed)
     model = LRM().eval()

@@ -150,8 +150,8 @@ def test_plugin_renders_what_recon3d_renders(ns_scene):
         i = index[out.image_filenames[j].resolve()]
         ns_img = model.get_outputs_for_camera(out.cameras[j:j + 1])["rgb"]
         cam = to_ns.apply_cameras(scene.normalization.inverse().apply_cameras(scene.cameras[i]))
-        ref = rasterize(g.means, g.quats, g.scales, g.opacities, g.sh, cam.w2c, cam.K, int(cam.width[0]),
-                        int(cam.height[0]), sh_degree=1, backgrounds=torch.ones(1, 3)).colors[0].clamp(0, 1)
+        ref = rasterize(g.gaussians(), cam.w2c, cam.K, int(cam.width[0]), int(cam.height[0]), sh_degree=1,
+                        backgrounds=torch.ones(1, 3)).colors[0].clamp(0, 1)
         assert (ref < 0.9).float().mean() > 0.05  # the Gaussians are in view
         torch.testing.assert_close(ns_img, ref, atol=2e-4, rtol=0)
 

@@ -2,23 +2,25 @@
 
 Quick use::
 
-    from recon3d.core.gaussians import rasterize
-    out = rasterize(means, quats, scales, opacities, sh, viewmats, Ks, W, H, sh_degree=3,
-                    backgrounds=torch.ones(C, 3))
+    from recon3d.core.gaussians import Gaussians, rasterize
+    gaussians = Gaussians(means, quats, scales, opacities, sh)   # (N, ...) activated parameters
+    out = rasterize(gaussians, viewmats, Ks, W, H, sh_degree=3, backgrounds=torch.ones(C, 3))
     out.means2d.retain_grad()          # for densification
     loss = (out.colors - target).abs().mean(); loss.backward()
     grad2d = out.means2d.grad          # (C, N, 2) screen-space gradients, pixels
 
-See :mod:`.api` for the backend rules and :class:`RasterOutput` for the outputs.
+See :class:`Gaussians` for the shapes, units and conventions of the inputs, :mod:`.api` for the
+backend rules and :class:`RasterOutput` for the outputs.
 """
 
 from .api import BACKENDS, ENV_BACKEND, RasterOutput, rasterize, rasterize_cameras, resolve_backend
+from .gaussians import Gaussians
 from .projection import ALPHA_MAX, ALPHA_MIN, EPS2D, T_MIN, project_gaussians, quat_scale_to_covar, quat_to_rotmat
 from .rasterize_gsplat import gsplat_available
 from .sh import eval_sh, num_sh_bases, rgb_to_sh0, sh0_to_rgb, sh_basis, sh_to_rgb
 
 __all__ = [
-    "rasterize", "rasterize_cameras", "RasterOutput", "resolve_backend", "BACKENDS", "ENV_BACKEND",
+    "Gaussians", "rasterize", "rasterize_cameras", "RasterOutput", "resolve_backend", "BACKENDS", "ENV_BACKEND",
     "gsplat_available", "project_gaussians", "quat_to_rotmat", "quat_scale_to_covar",
     "EPS2D", "ALPHA_MIN", "ALPHA_MAX", "T_MIN",
     "num_sh_bases", "sh_basis", "eval_sh", "sh_to_rgb", "rgb_to_sh0", "sh0_to_rgb",

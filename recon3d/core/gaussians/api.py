@@ -5,9 +5,14 @@ Backends:
   * ``"torch"``: recon3d's pure-PyTorch tile rasterizer (:mod:`.rasterize_torch`), any device,
     float32 or float64, hand-written backward.
   * ``"reference"``: brute-force per-pixel renderer (:mod:`.reference`), tests and benchmarks only.
-  * ``"auto"`` (default): ``"gsplat"`` when the inputs are CUDA tensors and gsplat imports, else
-    ``"torch"``. The environment variable ``RECON3D_RASTER_BACKEND`` (``torch``/``gsplat``/
+  * ``"auto"`` (default): ``"gsplat"`` when the Gaussians are CUDA tensors and gsplat imports,
+    else ``"torch"``. The environment variable ``RECON3D_RASTER_BACKEND`` (``torch``/``gsplat``/
     ``reference``/``auto``) overrides ``"auto"``; an explicit ``backend=`` argument overrides both.
+
+Every backend has the signature ``fn(gaussians, viewmats, Ks, width, height, sh_degree=None, near=0.01,
+far=1e10, backgrounds=None, antialiased=False, tile_size=None, eps2d=EPS2D) -> dict`` with a
+:class:`~.gaussians.Gaussians` and already checked, device/dtype-matched camera tensors
+(``backgrounds`` is None or (C, 3)); the dict holds the :class:`RasterOutput` fields except ``backend``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .gaussians import Gaussians
 from .projection import EPS2D
-from .sh import num_sh_bases
 
 BACKENDS = ("auto", "torch", "gsplat", "reference")
 ENV_BACKEND = "RECON3D_RASTER_BACKEND"
@@ -73,39 +78,39 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree):
-    N = means.shape[0]
-    if means.shape != (N, 3):
-        raise ValueError(f"means must be (N, 3), got {tuple(means.shape)}")
-    for name, t, shape in (("quats", quats, (N, 4)), ("scales", scales, (N, 3)), ("opacities", opacities, (N,))):
-        if tuple(t.shape) != shape:
-            raise ValueError(f"{name} must be {shape}, got {tuple(t.shape)}")
+def _check_cameras(viewmats: Tensor, Ks: Tensor) -> None:
     if viewmats.ndim != 3 or viewmats.shape[-2:] != (4, 4):
         raise ValueError(f"viewmats must be (C, 4, 4) world-to-camera, got {tuple(viewmats.shape)}")
     if Ks.shape != (viewmats.shape[0], 3, 3):
         raise ValueError(f"Ks must be ({viewmats.shape[0]}, 3, 3), got {tuple(Ks.shape)}")
-    if sh_degree is None:
-        if colors.shape != (N, 3):
-            hint = " (got SH coefficients? pass sh_degree)" if colors.ndim == 3 else ""
-            raise ValueError(f"with sh_degree=None colors must be (N, 3) RGB, got {tuple(colors.shape)}{hint}")
-    else:
-        need = num_sh_bases(sh_degree)
-        if colors.ndim != 3 or colors.shape[0] != N or colors.shape[2] != 3 or colors.shape[1] < need:
-            raise ValueError(
-                f"sh_degree={sh_degree} needs colors of shape (N, K>={need}, 3), got {tuple(colors.shape)}"
-            )
+
+
+def _as_gaussians(gaussians, means, quats, scales, opacities, colors) -> Gaussians:
+    """The :class:`Gaussians` of a :func:`rasterize` call, from either calling form."""
+    legacy = {"means": means, "quats": quats, "scales": scales, "opacities": opacities, "colors": colors}
+    given = [k for k, v in legacy.items() if v is not None]
+    if gaussians is None:
+        missing = [k for k, v in legacy.items() if v is None]
+        if missing:
+            raise TypeError("rasterize() needs a Gaussians as its first argument (or, in the older keyword "
+                            f"form, all of means=, quats=, scales=, opacities=, colors=; missing {missing})")
+        return Gaussians(means, quats, scales, opacities, colors)
+    if given:
+        raise TypeError(f"rasterize() got a Gaussians and also {given}; pass the arrays inside the Gaussians only")
+    if not isinstance(gaussians, Gaussians):
+        raise TypeError(
+            f"rasterize() takes a Gaussians as its first argument, got {type(gaussians).__name__}; wrap the "
+            "arrays: rasterize(Gaussians(means, quats, scales, opacities, colors), viewmats, Ks, width, height, ...)"
+        )
+    return gaussians
 
 
 def rasterize(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    viewmats: Tensor,
-    Ks: Tensor,
-    width: int,
-    height: int,
+    gaussians: Optional[Gaussians] = None,
+    viewmats: Optional[Tensor] = None,
+    Ks: Optional[Tensor] = None,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
     sh_degree: Optional[int] = None,
     near: float = 0.01,
     far: float = 1e10,
@@ -114,17 +119,24 @@ def rasterize(
     antialiased: bool = False,
     tile_size: Optional[int] = None,
     eps2d: float = EPS2D,
+    *,
+    means: Optional[Tensor] = None,
+    quats: Optional[Tensor] = None,
+    scales: Optional[Tensor] = None,
+    opacities: Optional[Tensor] = None,
+    colors: Optional[Tensor] = None,
 ) -> RasterOutput:
     """Differentiably render N 3D Gaussians into C pinhole cameras.
 
+    Call it as ``rasterize(gaussians, viewmats, Ks, width, height, sh_degree=..., ...)``. The older
+    keyword form ``rasterize(means=..., quats=..., scales=..., opacities=..., colors=..., viewmats=...,
+    Ks=..., width=..., height=..., ...)`` is still accepted (the five arrays are wrapped into a
+    :class:`Gaussians`, same results); new code should pass a :class:`Gaussians`.
+
     Args:
-        means: (N, 3) centers, world units.
-        quats: (N, 4) rotations as (w, x, y, z) quaternions; need not be normalized.
-        scales: (N, 3) standard deviations along the local axes, world units (already activated).
-        opacities: (N,) in [0, 1] (already activated).
-        colors: (N, 3) RGB when ``sh_degree`` is None, else (N, K, 3) SH coefficients with
-            ``K >= (sh_degree + 1) ** 2`` (3DGS convention: color = max(SH(dir) + 0.5, 0), dir from
-            the camera center to the Gaussian).
+        gaussians: the N Gaussians, activated (see :class:`Gaussians` for shapes, units and the
+            quaternion/SH conventions). ``gaussians.colors`` must be (N, 3) RGB when ``sh_degree``
+            is None, else (N, K, 3) SH coefficients with ``K >= (sh_degree + 1) ** 2``.
         viewmats: (C, 4, 4) world-to-camera matrices, OpenCV axes (x right, y down, z forward).
         Ks: (C, 3, 3) intrinsics in pixels (principal point from the image corner).
         width, height: image size in pixels (shared by the C cameras).
@@ -136,49 +148,49 @@ def rasterize(
             (gsplat's ``rasterize_mode="antialiased"``); default is the classic 3DGS low-pass.
         tile_size: screen tile size in pixels; None = the backend's default (gsplat 16, torch 4).
         eps2d: low-pass variance (pixels^2) added to each projected covariance.
+        means, quats, scales, opacities, colors: the older keyword form, instead of ``gaussians``
+            (same meaning as the :class:`Gaussians` fields).
     Returns:
         :class:`RasterOutput`.
     """
-    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree)
+    gaussians = _as_gaussians(gaussians, means, quats, scales, opacities, colors)
+    if viewmats is None or Ks is None or width is None or height is None:
+        raise TypeError("rasterize() needs viewmats, Ks, width and height")
+    _check_cameras(viewmats, Ks)
+    gaussians.check_sh_degree(sh_degree)
+    ref = gaussians.means
     C = viewmats.shape[0]
-    viewmats = viewmats.to(means)
-    Ks = Ks.to(means)
+    viewmats = viewmats.to(ref)
+    Ks = Ks.to(ref)
     if backgrounds is not None:
-        backgrounds = torch.as_tensor(backgrounds).to(means)
+        backgrounds = torch.as_tensor(backgrounds).to(ref)
         if backgrounds.ndim == 1:
             backgrounds = backgrounds.expand(C, -1)
         if backgrounds.shape != (C, 3):
             raise ValueError(f"backgrounds must be (C, 3) or (3,), got {tuple(backgrounds.shape)}")
-    name = resolve_backend(backend, means.device)
+    name = resolve_backend(backend, ref.device)
     kwargs = dict(sh_degree=sh_degree, near=near, far=far, backgrounds=backgrounds, antialiased=antialiased,
                   tile_size=tile_size, eps2d=eps2d)
-    args = (means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height))
     if name == "torch":
         from .rasterize_torch import rasterize_torch as fn
     elif name == "gsplat":
-        if not means.is_cuda:
+        if not ref.is_cuda:
             raise ValueError("the gsplat backend needs CUDA tensors; use backend='torch' on CPU")
         from .rasterize_gsplat import rasterize_gsplat as fn
     else:
         from .reference import rasterize_reference as fn
-    return RasterOutput(**fn(*args, **kwargs), backend=name)
+    return RasterOutput(**fn(gaussians, viewmats, Ks, int(width), int(height), **kwargs), backend=name)
 
 
-def rasterize_cameras(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
-    cameras,
-    sh_degree: Optional[int] = None,
-    **kwargs,
-) -> RasterOutput:
-    """:func:`rasterize` for a :class:`recon3d.core.Cameras` batch (viewmats = ``cameras.w2c``,
-    Ks = ``cameras.K``). All cameras must share one image size; lens distortion is not supported by
-    the rasterizers (undistort the images first), so distorted cameras raise ``ValueError``.
-    Extra keyword arguments go to :func:`rasterize`.
+def rasterize_cameras(gaussians: Gaussians, cameras, sh_degree: Optional[int] = None, **kwargs) -> RasterOutput:
+    """:func:`rasterize` of ``gaussians`` for a :class:`recon3d.core.Cameras` batch (viewmats =
+    ``cameras.w2c``, Ks = ``cameras.K``). All cameras must share one image size; lens distortion is
+    not supported by the rasterizers (undistort the images first), so distorted cameras raise
+    ``ValueError``. Extra keyword arguments go to :func:`rasterize`.
     """
+    if not isinstance(gaussians, Gaussians):
+        raise TypeError(f"rasterize_cameras() takes a Gaussians as its first argument, got "
+                        f"{type(gaussians).__name__}")
     if cameras.is_distorted:
         raise ValueError(
             f"Gaussian rasterization supports pinhole cameras only; these cameras have a "
@@ -188,8 +200,8 @@ def rasterize_cameras(
     widths, heights = cameras.width.unique(), cameras.height.unique()
     if len(widths) != 1 or len(heights) != 1:
         raise ValueError("all cameras of one rasterize_cameras call must share width and height; split the batch")
-    cams = cameras.to(means.device)
+    ref = gaussians.means
+    cams = cameras.to(ref.device)
     return rasterize(
-        means, quats, scales, opacities, colors, cams.w2c.to(means), cams.K.to(means),
-        int(widths[0]), int(heights[0]), sh_degree=sh_degree, **kwargs,
+        gaussians, cams.w2c.to(ref), cams.K.to(ref), int(widths[0]), int(heights[0]), sh_degree=sh_degree, **kwargs,
     )

@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .gaussians import Gaussians
 from .projection import EPS2D, Projected, camera_centers, project_gaussians, visibility
 from .sh import combine_bases, num_sh_bases, sh_basis
 
@@ -69,11 +70,7 @@ def _depth_order(d: Tensor) -> Tensor:
 
 
 def prepare(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
+    gaussians: Gaussians,
     viewmats: Tensor,
     Ks: Tensor,
     width: int,
@@ -85,9 +82,11 @@ def prepare(
     eps2d: float = EPS2D,
     cull_by_support: bool = True,
 ) -> Prepared:
-    """Project and gather the visible pairs. With ``cull_by_support=False`` every pair with a valid
-    depth is kept, even if no pixel can see it (the brute-force reference uses this, so the tests
-    verify that support-box culling never changes the image)."""
+    """Project and gather the visible pairs of ``gaussians`` (see :class:`.gaussians.Gaussians`) for
+    the C cameras ``viewmats`` (C, 4, 4) / ``Ks`` (C, 3, 3). With ``cull_by_support=False`` every pair
+    with a valid depth is kept, even if no pixel can see it (the brute-force reference uses this, so
+    the tests verify that support-box culling never changes the image)."""
+    means, quats, scales, opacities, colors = gaussians.tensors()
     C, N = viewmats.shape[0], means.shape[0]
     proj = project_gaussians(means, quats, scales, viewmats, Ks, width, height, near, far, eps2d, antialiased)
     opac = opacities[None, :].expand(C, -1)

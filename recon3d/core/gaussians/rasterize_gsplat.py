@@ -17,6 +17,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .gaussians import Gaussians
+
 
 def gsplat_available() -> bool:
     """True when ``import gsplat`` works (it does not check for a CUDA device)."""
@@ -28,11 +30,7 @@ def gsplat_available() -> bool:
 
 
 def rasterize_gsplat(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
+    gaussians: Gaussians,
     viewmats: Tensor,
     Ks: Tensor,
     width: int,
@@ -46,7 +44,9 @@ def rasterize_gsplat(
     eps2d: float = 0.3,
     absgrad: bool = False,
 ) -> dict:
-    """Render with gsplat. Arguments and outputs as :func:`recon3d.core.gaussians.rasterize`."""
+    """Render ``gaussians`` (see :class:`.gaussians.Gaussians`; CUDA tensors) with gsplat. Arguments
+    and outputs as :func:`recon3d.core.gaussians.rasterize` (a dict of the ``RasterOutput`` fields);
+    ``absgrad`` is gsplat's option of the same name."""
     try:
         from gsplat import rasterization
     except Exception as e:  # pragma: no cover - depends on the environment
@@ -55,14 +55,15 @@ def rasterize_gsplat(
             f"device; import failed with: {e!r}. Use backend='torch' for the CPU rasterizer."
         ) from e
 
+    g = gaussians
     if backgrounds is not None:
-        backgrounds = backgrounds.to(means)
+        backgrounds = backgrounds.to(g.means)
     render, alphas, meta = rasterization(
-        means=means,
-        quats=quats,
-        scales=scales,
-        opacities=opacities,
-        colors=colors,
+        means=g.means,
+        quats=g.quats,
+        scales=g.scales,
+        opacities=g.opacities,
+        colors=g.colors,
         viewmats=viewmats,
         Ks=Ks,
         width=int(width),

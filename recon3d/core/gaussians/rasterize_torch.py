@@ -40,6 +40,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .common import NUM_COLS, OPACITY, Prepared, finish, prepare
+from .gaussians import Gaussians
 from .projection import ALPHA_MAX, ALPHA_MIN, EPS2D, T_MIN
 
 DEFAULT_TILE_SIZE = 4
@@ -237,11 +238,7 @@ def _bin_pairs(prep: Prepared, C: int, nty: int, ntx: int, tile: int):
 
 
 def rasterize_torch(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
+    gaussians: Gaussians,
     viewmats: Tensor,
     Ks: Tensor,
     width: int,
@@ -255,13 +252,14 @@ def rasterize_torch(
     eps2d: float = EPS2D,
     batch_elements: int = BATCH_ELEMENTS,
 ) -> dict:
-    """Render C cameras with the PyTorch tile rasterizer. Arguments and outputs as
-    :func:`recon3d.core.gaussians.rasterize` (returns a dict of its fields)."""
+    """Render ``gaussians`` (N, see :class:`.gaussians.Gaussians`) into C cameras with the PyTorch tile
+    rasterizer. Arguments and outputs as :func:`recon3d.core.gaussians.rasterize` (returns a dict of
+    the :class:`~.api.RasterOutput` fields); ``batch_elements`` caps the elements (tiles x entries x
+    pixels) of one dense slab, i.e. the working memory."""
     tile = int(tile_size or DEFAULT_TILE_SIZE)
     C = viewmats.shape[0]
-    dtype, device = means.dtype, means.device
-    prep = prepare(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
-                   near, far, antialiased, eps2d)
+    dtype, device = gaussians.dtype, gaussians.device
+    prep = prepare(gaussians, viewmats, Ks, width, height, sh_degree, near, far, antialiased, eps2d)
     ntx = (width + tile - 1) // tile
     nty = (height + tile - 1) // tile
     P = tile * tile

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .common import CONIC, DEPTH, MEAN, OPACITY, RGB, finish, prepare
+from .gaussians import Gaussians
 from .projection import ALPHA_MAX, ALPHA_MIN, EPS2D, T_MIN
 
 
@@ -42,11 +43,7 @@ def composite_pixels(
 
 
 def rasterize_reference(
-    means: Tensor,
-    quats: Tensor,
-    scales: Tensor,
-    opacities: Tensor,
-    colors: Tensor,
+    gaussians: Gaussians,
     viewmats: Tensor,
     Ks: Tensor,
     width: int,
@@ -59,13 +56,15 @@ def rasterize_reference(
     eps2d: float = EPS2D,
     **_unused,
 ) -> dict:
-    """Same arguments and outputs as :func:`.rasterize_torch.rasterize_torch`."""
+    """Same arguments and outputs as :func:`.rasterize_torch.rasterize_torch` (``tile_size`` and
+    other extra keywords are ignored)."""
     C = viewmats.shape[0]
-    prep = prepare(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
-                   near, far, antialiased, eps2d, cull_by_support=False)
+    prep = prepare(gaussians, viewmats, Ks, width, height, sh_degree, near, far, antialiased, eps2d,
+                   cull_by_support=False)
+    dtype, device = gaussians.dtype, gaussians.device
     ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=means.dtype, device=means.device) + 0.5,
-        torch.arange(width, dtype=means.dtype, device=means.device) + 0.5,
+        torch.arange(height, dtype=dtype, device=device) + 0.5,
+        torch.arange(width, dtype=dtype, device=device) + 0.5,
         indexing="ij",
     )
     pix = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recon3d.methods.config_io import ConfigIO
+from recon3d.runtime.config import ConfigIO
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from recon3d.methods.config_io import ConfigIO
+from recon3d.runtime.config import ConfigIO
 
 
 @dataclass

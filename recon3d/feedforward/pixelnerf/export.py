@@ -21,7 +21,7 @@ from recon3d.io.errors import DataError
 
 def export_shipped(src: str | Path, out: str | Path, mesh_threshold: float) -> dict:
     """Read trainer payload ``src``, store fp16 weights and ``mesh_threshold``, write ``out`` atomically."""
-    from recon3d.methods.checkpoint import atomic_torch_save
+    from recon3d.runtime.checkpoint import atomic_torch_save
 
     from .model import PixelNeRF
 

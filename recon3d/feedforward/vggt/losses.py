@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .pose_encoding import c2w_to_extrinsics, encode_pose
+from recon3d.core.cameras import Cameras
+
+from .pose_encoding import PIXEL_OFFSET, c2w_to_extrinsics, encode_pose
 
 
 def normalized_targets(batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -40,15 +42,10 @@ def normalized_targets(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     valid = depth > 0
     if "masks" in batch:
         valid = valid & (batch["masks"][:, :, 0] > 0.5)
-    # camera-frame points from depth (pixel centres at +0.5)
-    ys, xs = torch.meshgrid(torch.arange(H, device=depth.device, dtype=torch.float32) + 0.5,
-                            torch.arange(W, device=depth.device, dtype=torch.float32) + 0.5, indexing="ij")
-    fx, fy = K[..., 0, 0][..., None, None], K[..., 1, 1][..., None, None]
-    cx, cy = K[..., 0, 2][..., None, None], K[..., 1, 2][..., None, None]
-    cam_pts = torch.stack([(xs - cx) / fx * depth, (ys - cy) / fy * depth, depth], dim=-1)  # (B, V, H, W, 3)
-    # camera i -> first camera: w2c_0 @ c2w_i
+    # camera i -> first camera: w2c_0 @ c2w_i; points from depth in the first camera's frame
     rel = torch.linalg.inv(c2w[:, :1]) @ c2w  # (B, V, 4, 4) camera-to-first-camera
-    pts = torch.einsum("bvij,bvhwj->bvhwi", rel[..., :3, :3], cam_pts) + rel[..., None, None, :3, 3]
+    cams = Cameras.from_K(K.reshape(B * V, 3, 3), rel.reshape(B * V, 4, 4), W, H)
+    pts = cams.unproject_depth(depth.reshape(B * V, H, W), pixel_offset=PIXEL_OFFSET).reshape(B, V, H, W, 3)
     dist = pts.norm(dim=-1)
     n = valid.flatten(1).sum(1).clamp_min(1)
     scale = ((dist * valid).flatten(1).sum(1) / n).clamp_min(1e-6)  # (B,)

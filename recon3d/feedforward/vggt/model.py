@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from recon3d.methods.config_io import ConfigIO
+from recon3d.runtime.config import ConfigIO
 
 from ..base import Batch, FeedForwardModel
 from .aggregator import Aggregator

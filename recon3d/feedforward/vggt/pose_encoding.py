@@ -17,6 +17,13 @@ from torch import Tensor
 
 POSE_ENCODING_DIM = 9
 
+#: where in a pixel this model's depth is unprojected (and its training targets are built), pixels
+#: from the pixel's top-left corner: 0.5, the pixel centre (recon3d's convention, consistent with
+#: ``cx = W / 2``). The official VGGT code unprojects at integer pixel coordinates (0.0); the
+#: shipped model was trained with 0.5, so both :func:`~.predict.unproject_depth` and
+#: :func:`~.losses.normalized_targets` use this one value.
+PIXEL_OFFSET = 0.5
+
 
 def quaternion_to_matrix(q: Tensor) -> Tensor:
     """(..., 4) quaternions (x, y, z, w), any norm (normalized here) -> (..., 3, 3) rotations."""

@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-log = logging.getLogger(__name__)
+from recon3d.runtime.device import resolve_device
 
-#: default minimum depth confidence (1 + exp(logit), so > 1) for points and saved depth; on held-out
-#: scenes of its training distribution the shipped model keeps 88 % of the surface pixels (median
-#: confidence 4.5) and 0.25 % of the empty background (its confidence ~1.0) at this value.
-DEFAULT_CONF_THRESHOLD = 1.5
+from ..options import DEFAULT_CONF_THRESHOLD, DEFAULTS
+from .pose_encoding import PIXEL_OFFSET
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,19 +79,24 @@ def model_resolution(height: int, width: int, size: int, patch: int) -> tuple[in
 
 
 def unproject_depth(depth: Tensor, K: Tensor, c2w: Tensor) -> Tensor:
-    """depth (S, h, w), K (S, 3, 3), c2w (S, 4, 4) -> (S, h, w, 3) world points (pixel centres +0.5)."""
+    """Predicted depth -> world points with :meth:`Cameras.unproject_depth` at :data:`PIXEL_OFFSET`.
+
+    Args:
+        depth: (S, h, w) z-depth (the prediction's units); K: (S, 3, 3) intrinsics at (h, w), pixels;
+            c2w: (S, 4, 4) OpenCV camera-to-world.
+    Returns:
+        (S, h, w, 3) float32 world points.
+    """
+    from recon3d.core.cameras import Cameras
+
     S, h, w = depth.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=depth.dtype) + 0.5, torch.arange(w, dtype=depth.dtype) + 0.5,
-                            indexing="ij")
-    fx, fy = K[:, 0, 0, None, None], K[:, 1, 1, None, None]
-    cx, cy = K[:, 0, 2, None, None], K[:, 1, 2, None, None]
-    cam = torch.stack([(xs - cx) / fx * depth, (ys - cy) / fy * depth, depth], dim=-1)
-    return torch.einsum("sij,shwj->shwi", c2w[:, :3, :3], cam) + c2w[:, None, None, :3, 3]
+    return Cameras.from_K(K, c2w, w, h).unproject_depth(depth, pixel_offset=PIXEL_OFFSET)
 
 
 @torch.no_grad()
 def predict_geometry(model, images: Sequence[Tensor], device: str | torch.device = "cpu") -> Geometry:
-    """Run ``model`` (a :class:`~.model.VGGT`) on S photos of one scene.
+    """Run ``model`` (a :class:`~.model.VGGT`) on S photos of one scene, on ``device`` (``auto``, ``cpu``,
+    ``cuda``, ...; :func:`~recon3d.runtime.device.resolve_device`).
 
     Args:
         images: S (H_i, W_i, 3) float tensors in [0, 1] (photos may differ in size; each is resized
@@ -104,7 +109,7 @@ def predict_geometry(model, images: Sequence[Tensor], device: str | torch.device
     h, w = model_resolution(H0, W0, cfg.img_size, cfg.patch_size)
     batch = torch.stack([F.interpolate(im.permute(2, 0, 1)[None].float(), size=(h, w), mode="bilinear",
                                        align_corners=False, antialias=True)[0] for im in images]).clamp(0, 1)
-    model = model.to(device).eval()
+    model = model.to(resolve_device(device)).eval()
     t0 = time.perf_counter()
     out = model(batch[None].to(device))
     seconds = time.perf_counter() - t0
@@ -199,19 +204,18 @@ def run_predict(model, image_paths: Sequence[str | Path], out_dir: str | Path, a
         model: a loaded :class:`~.model.VGGT`.
         image_paths: the photos of one scene (the first defines the world frame).
         out_dir: output folder (created).
-        args: optional namespace; reads ``conf_threshold``, ``device`` and ``refine_poses`` (coloured
-            ICP of the depth maps, :func:`~.refine.refine_poses_icp`) when present.
+        args: optional namespace (e.g. :class:`~recon3d.feedforward.options.PredictOptions`); reads
+            ``conf_threshold``, ``device`` and ``refine_poses`` (coloured ICP of the depth maps,
+            :func:`~.refine.refine_poses_icp`) when present, else their PredictOptions defaults.
     Returns:
         the summary written to ``cameras.json`` (without the per-frame list) plus ``out``.
     """
     paths = [Path(p) for p in image_paths]
-    conf = float(getattr(args, "conf_threshold", None) or DEFAULT_CONF_THRESHOLD)
-    device = getattr(args, "device", None) or "cpu"
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    conf = float(getattr(args, "conf_threshold", None) or DEFAULTS.conf_threshold)
+    device = resolve_device(getattr(args, "device", None) or DEFAULTS.device)
     geo = predict_geometry(model, load_photos(paths), device=device)
     refinement = None
-    if getattr(args, "refine_poses", False):
+    if getattr(args, "refine_poses", DEFAULTS.refine_poses):
         from .refine import refine_poses_icp
 
         geo, refinement = refine_poses_icp(geo, conf_threshold=conf)

@@ -209,12 +209,10 @@ class Recon3dSplatModel(Model):
         viewmats, Ks, W, H = nerfstudio_cameras_to_viewmats(camera, c2w)
         if viewmats.shape[0] != 1:
             raise ValueError(f"recon3d-splat renders one camera per call, got {viewmats.shape[0]}")
-        g = self.gaussians
         sh_degree = min(self.step // self.sh_interval, self.config.sh_degree) if self.training else self.config.sh_degree
         bg = self._background()
         out = rasterize(
-            means=g.means, quats=g.quats, scales=g.scales, opacities=g.opacities, colors=g.sh,
-            viewmats=viewmats.to(self.device), Ks=Ks.to(self.device), width=W, height=H, sh_degree=sh_degree,
+            self.gaussians.gaussians(), viewmats.to(self.device), Ks.to(self.device), W, H, sh_degree=sh_degree,
             backgrounds=bg[None], backend=self.config.backend, antialiased=self.config.antialiased,
         )
         if self.training and torch.is_grad_enabled():

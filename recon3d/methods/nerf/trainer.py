@@ -31,10 +31,12 @@ from recon3d.core.fields import SceneBox
 from recon3d.core.occupancy import OccupancyGrid
 from recon3d.core.rays import RayBundle
 
-from recon3d.methods.common import (
-    RayBatcher, RayTrainer, finish_mesh, is_object_capture, maybe_compile, mesh_in_original_units, object_box,
-    unbounded_box,
-)
+from recon3d.core.scene_bounds import object_box, unbounded_box
+from recon3d.mesh import mesh_in_capture_units
+from recon3d.mesh.ops import finish_mesh
+from recon3d.methods.ray_batches import RayBatcher, is_object_capture
+from recon3d.methods.ray_trainer import RayTrainer
+from recon3d.runtime.device import maybe_compile
 
 from .config import NerfConfig
 from .model import NerfField
@@ -207,6 +209,9 @@ class NerfTrainer(RayTrainer):
         size = float((self.box.aabb[1] - self.box.aabb[0]).max())
         return math.log(2.0) / (size / 20.0)
 
+    def model_facts(self) -> dict:
+        return {"scene_type": self.scene_type, "occupancy": round(self.grid.occupancy_fraction(), 4)}
+
     @torch.no_grad()
     def extract_mesh(self, resolution: Optional[int] = None, threshold: Optional[float] = None, colors: bool = True,
                      original_units: bool = False, chunk: int = 1 << 16):
@@ -244,7 +249,7 @@ class NerfTrainer(RayTrainer):
                               "seconds": round(time.perf_counter() - t, 2)})
         if colors and mesh.num_vertices:
             mesh.vertex_colors = self._vertex_colors(mesh, chunk)
-        return mesh_in_original_units(mesh, self.scene) if original_units else mesh
+        return mesh_in_capture_units(mesh, self.scene.normalization) if original_units else mesh
 
     def _vertex_colors(self, mesh, chunk: int) -> np.ndarray:
         """(V, 3) colors seen from outside: the field at a point half a step outside each vertex,

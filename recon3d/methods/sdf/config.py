@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from recon3d.methods.config_io import ConfigIO
+from recon3d.runtime.config import ConfigIO, Presets
 
 from .model import SdfFieldConfig
 from .rendering import NeusSamplingConfig
@@ -38,23 +38,18 @@ class SdfConfig(ConfigIO):
     seed: int = 0
 
 
-PRESETS: dict[str, SdfConfig] = {
+PRESETS = Presets(
+    SdfConfig,
     # minutes on a laptop CPU: a smooth, coarse surface
-    "quick": SdfConfig(max_steps=800, rays_per_batch=256, cos_anneal_steps=200, mesh_resolution=128,
-                       sampling=NeusSamplingConfig(num_coarse=24, num_importance=24)),
-    # the CPU default: MLP geometry (the hash grid converges in fewer steps, but its double backward
-    # for the eikonal term is ~3x slower per step on a CPU)
-    "default": SdfConfig(max_steps=3_000),
+    quick=dict(max_steps=800, rays_per_batch=256, cos_anneal_steps=200, mesh_resolution=128,
+               sampling=dict(num_coarse=24, num_importance=24)),
+    # the CPU default (the dataclass defaults): MLP geometry (the hash grid converges in fewer steps, but
+    # its double backward for the eikonal term is ~3x slower per step on a CPU)
+    default={},
     # NeuS-like network sizes, for a GPU
-    "high": SdfConfig(max_steps=50_000, rays_per_batch=1024, lr=5e-4, cos_anneal_steps=5_000,
-                      field=SdfFieldConfig(geometry="hashgrid", hidden_dim=128, num_levels=16,
-                                           log2_hashmap_size=19, max_resolution=2048),
-                      sampling=NeusSamplingConfig(num_coarse=64, num_importance=64), mesh_resolution=512,
-                      checkpoint_every=5_000),
-}
-
-
-def preset(name: str, **overrides) -> SdfConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    high=dict(max_steps=50_000, rays_per_batch=1024, lr=5e-4, cos_anneal_steps=5_000,
+              field=dict(geometry="hashgrid", hidden_dim=128, num_levels=16, log2_hashmap_size=19,
+                         max_resolution=2048),
+              sampling=dict(num_coarse=64, num_importance=64), mesh_resolution=512, checkpoint_every=5_000),
+)
+preset = PRESETS

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recon3d.methods.common import finish_mesh
+from recon3d.mesh.ops import finish_mesh
 
 from .model import SdfField
 

@@ -27,7 +27,10 @@ from torch import Tensor
 
 from recon3d.core.occupancy import OccupancyGrid
 from recon3d.core.rays import RayBundle
-from recon3d.methods.common import RayBatcher, RayTrainer, is_object_capture, mesh_in_original_units, object_box
+from recon3d.core.scene_bounds import object_box
+from recon3d.mesh import mesh_in_capture_units
+from recon3d.methods.ray_batches import RayBatcher, is_object_capture
+from recon3d.methods.ray_trainer import RayTrainer
 
 from .config import SdfConfig
 from .losses import cos_anneal_ratio, neus_loss_terms, weighted_neus_losses
@@ -149,6 +152,9 @@ class SdfTrainer(RayTrainer):
         """(N, 3) world points -> (N,) world-unit SDF, clipped to the bounding sphere (outside there)."""
         return clipped_world_sdf(self.field, x)
 
+    def model_facts(self) -> dict:
+        return {"sphere_radius_normalized": self.field.radius}
+
     @torch.no_grad()
     def extract_mesh(self, resolution: Optional[int] = None, colors: bool = True, original_units: bool = False,
                      chunk: int = 1 << 16):
@@ -165,4 +171,4 @@ class SdfTrainer(RayTrainer):
         """
         mesh = extract_sdf_mesh(self.field, int(resolution or self.cfg.mesh_resolution), self.cfg.mesh_max_faces,
                                 colors=colors, chunk=chunk)
-        return mesh_in_original_units(mesh, self.scene) if original_units else mesh
+        return mesh_in_capture_units(mesh, self.scene.normalization) if original_units else mesh

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from recon3d.methods.config_io import ConfigIO
+from recon3d.runtime.config import ConfigIO, Presets
 
 from .model import LearningRates
 from .strategy import DensifyConfig
@@ -12,12 +12,12 @@ from .strategy import DensifyConfig
 
 @dataclass
 class SplatConfig(ConfigIO):
-    max_steps: int = 7_000
+    max_steps: int = 5_000
     sh_degree: int = 3
     sh_degree_interval: int = 1_000  # one more SH degree every this many steps (at 30k-step scale)
     ssim_lambda: float = 0.2  # loss = (1 - l) * L1 + l * D-SSIM
     init: str = "auto"  # "auto" (points if the scene has them), "points", "random"
-    init_num_random: int = 100_000
+    init_num_random: int = 50_000
     init_random_extent: float = 1 / 3  # random init box half-size, as a fraction of the nearest camera distance
     init_opacity: float = 0.1
     background: str = "scene"  # "scene" (what the dataset's images are composited on), "white", "black"
@@ -45,18 +45,13 @@ class SplatConfig(ConfigIO):
         return self.densify.scaled_to(self.max_steps), max(1, int(self.sh_degree_interval * f))
 
 
-PRESETS: dict[str, SplatConfig] = {
+PRESETS = Presets(
+    SplatConfig,
     # a few minutes on a laptop CPU: coarse but recognizable
-    "quick": SplatConfig(max_steps=1_500, sh_degree=1, init_num_random=30_000, checkpoint_every=500),
-    # the CPU default: good quality on small (<= 256 px) scenes
-    "default": SplatConfig(max_steps=5_000, sh_degree=3, init_num_random=50_000),
+    quick=dict(max_steps=1_500, sh_degree=1, init_num_random=30_000, checkpoint_every=500),
+    # the CPU default (the dataclass defaults): good quality on small (<= 256 px) scenes
+    default={},
     # the 3DGS paper schedule (meant for a GPU)
-    "high": SplatConfig(max_steps=30_000, sh_degree=3, init_num_random=100_000, scale_schedule_to_steps=False,
-                        checkpoint_every=5_000),
-}
-
-
-def preset(name: str, **overrides) -> SplatConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    high=dict(max_steps=30_000, init_num_random=100_000, scale_schedule_to_steps=False, checkpoint_every=5_000),
+)
+preset = PRESETS  # preset("quick", max_steps=...) -> a fresh SplatConfig

@@ -10,6 +10,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
+from recon3d.core.gaussians import Gaussians
 from recon3d.core.gaussians.sh import rgb_to_sh0
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh0", "shN")
@@ -96,6 +97,12 @@ class GaussianModel(nn.Module):
     def sh(self) -> Tensor:
         """(N, K, 3) all SH coefficients."""
         return torch.cat([self.sh0, self.shN], dim=1)
+
+    def gaussians(self) -> Gaussians:
+        """The activated Gaussians for :func:`recon3d.core.gaussians.rasterize`: means (N, 3), quats
+        (N, 4) wxyz, scales (N, 3) linear std-devs, opacities (N,) in (0, 1), colors = :attr:`sh`
+        (N, K, 3). Differentiable: gradients flow back to the raw parameters."""
+        return Gaussians(self.means, self.quats, self.scales, self.opacities, self.sh)
 
     def params(self) -> dict[str, nn.Parameter]:
         return {k: getattr(self, k) for k in PARAM_NAMES}

@@ -22,12 +22,17 @@ import torch
 from torch import Tensor
 
 from recon3d.core import Cameras
+from recon3d.core.background import background_color
 from recon3d.core.gaussians import rasterize
 from recon3d.core.metrics import dssim_loss, psnr
 from recon3d.core.pose_correction import PoseCorrection, fit_pose, rigid_drift
-from recon3d.methods.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
-from recon3d.methods.common import RenderResult, evaluate_split, resolve_device
-from recon3d.methods.fit_loop import FitLoop, run_fit_loop
+from recon3d.runtime.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
+from recon3d.mesh import normalized_to_world
+from recon3d.methods.base import PerSceneMethod
+from recon3d.methods.evaluation import evaluate_split
+from recon3d.methods.render_result import RenderResult
+from recon3d.runtime.device import resolve_device
+from recon3d.runtime.fit_loop import FitLoop, run_fit_loop
 
 from .config import SplatConfig
 from .model import GaussianModel, make_optimizers, means_lr_at
@@ -36,15 +41,14 @@ from .strategy import DensifyStrategy
 
 log = logging.getLogger(__name__)
 
-_NAMED_BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
-
-
-class SplatTrainer:
+class SplatTrainer(PerSceneMethod):
     """Fits a :class:`GaussianModel` to a scene's training views.
 
     The scene is used in whatever coordinates it comes in (normally normalized by the reader);
     its ``normalization`` is undone only at export time.
     """
+
+    method_name = "splat"
 
     def __init__(self, scene, cfg: SplatConfig, run_dir: str | Path, device: str = "auto") -> None:
         self.scene = scene
@@ -89,12 +93,7 @@ class SplatTrainer:
 
     def _background(self, C: int) -> Tensor:
         """(C, 3) background color: the scene's (what its images were composited on) or a named one."""
-        name = self.cfg.background
-        if name == "scene":
-            bg = getattr(self.scene, "background", None)
-            bg = torch.zeros(3) if bg is None else torch.as_tensor(bg, dtype=torch.float32)
-        else:
-            bg = torch.tensor(_NAMED_BACKGROUNDS[name])
+        bg = background_color(self.cfg.background, getattr(self.scene, "background", None))
         return bg.to(self.device).expand(C, 3)
 
     def _image(self, i: int) -> Tensor:
@@ -211,9 +210,9 @@ class SplatTrainer:
             p = float(psnr(pred.detach().clamp(0, 1), gt))
         return {"loss": float(loss.detach()), "psnr": p, **edits}
 
-    def fit(self, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
+    def fit(self, resume: bool = False, progress=True, log_every: int = 50) -> dict:
         """Train to ``cfg.max_steps``; checkpoints to ``run_dir/checkpoints``. Returns a summary
-        (:func:`recon3d.methods.fit_loop.run_fit_loop`'s, plus the final number of Gaussians)."""
+        (:func:`recon3d.runtime.fit_loop.run_fit_loop`'s, plus the final number of Gaussians)."""
         cfg = self.cfg
         summary = run_fit_loop(self, FitLoop(
             self.run_dir / "checkpoints", cfg.max_steps, checkpoint_every=cfg.checkpoint_every,
@@ -269,13 +268,28 @@ class SplatTrainer:
                  "test_pose_alignment_deg_mean": round(float(np.mean(moved)), 4) if moved else 0.0}
         return self.refined_cameras(), stats
 
-    def export_ply(self, path: str | Path, original_units: bool = True) -> Path:
+    def render_cameras(self) -> Cameras:
+        return self.fitted_cameras()
+
+    def pose_refinement(self):
+        """With pose refinement: (the refined cameras: training views refined, test views aligned at
+        evaluation; the correction sizes for metrics.json), else None."""
+        if self.pose_correction is None:
+            return None
+        return self.refined_cameras(), self.pose_summary()
+
+    def model_facts(self) -> dict:
+        return {"gaussians": len(self.model)}
+
+    def write_model(self, out: Path) -> dict:
+        return {"splats_ply": str(self.export_splats(Path(out) / "splats.ply"))}
+
+    def export_splats(self, path: str | Path, original_units: bool = True) -> Path:
         """Write the splats as a 3DGS .ply, mapped back to the capture's units when ``original_units``."""
-        T = None
-        norm = getattr(self.scene, "normalization", None)
-        if original_units and norm is not None:
-            T = np.linalg.inv(np.asarray(norm.transform, dtype=np.float64))
+        T = normalized_to_world(self.scene.normalization) if original_units else None
         return save_splat_ply(self.model, path, transform=T)
+
+    export_ply = export_splats
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

@@ -7,10 +7,10 @@
 * :mod:`.refine` -- optional refinement with Gaussians bound to the mesh triangles.
 """
 
-from .config import PRESETS, SugarConfig, preset
+from .config import PRESETS, RUN_PRESETS, SugarConfig, SugarRunConfig, preset
 from .extract import extract_mesh, sample_surface_points
 from .refine import BoundGaussians, RefineConfig, refine_mesh
 from .trainer import SugarTrainer
 
-__all__ = ["SugarConfig", "SugarTrainer", "PRESETS", "preset", "extract_mesh", "sample_surface_points",
+__all__ = ["SugarConfig", "SugarRunConfig", "SugarTrainer", "PRESETS", "RUN_PRESETS", "preset", "extract_mesh", "sample_surface_points",
            "BoundGaussians", "RefineConfig", "refine_mesh"]

@@ -13,9 +13,11 @@ smaller presets shrink steps and samples for CPUs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
-from recon3d.methods.config_io import ConfigIO
+from recon3d.methods.splat.config import PRESETS as SPLAT_PRESETS
+from recon3d.methods.splat.config import SplatConfig
+from recon3d.runtime.config import PRESET_NAMES, ConfigIO, Presets
 
 
 @dataclass
@@ -58,18 +60,34 @@ class SugarConfig(ConfigIO):
     refine_gaussians_per_face: int = 3
 
 
-PRESETS: dict[str, SugarConfig] = {
-    # minutes on a laptop CPU
-    "quick": SugarConfig(steps=600, entropy_steps=200, num_samples=20_000, knn_every=200, points_per_view=8_000,
-                         poisson_depth=8, target_faces=50_000, checkpoint_every=300),
-    "default": SugarConfig(),
-    # the paper's schedule (GPU)
-    "high": SugarConfig(steps=8_000, entropy_steps=2_000, num_samples=1_000_000, points_per_view=100_000,
-                        poisson_depth=10, target_faces=1_000_000, checkpoint_every=2_000),
-}
+PRESETS = Presets(
+    SugarConfig, label="SuGaR preset",
+    quick=dict(steps=600, entropy_steps=200, num_samples=20_000, knn_every=200, points_per_view=8_000,
+               poisson_depth=8, target_faces=50_000, checkpoint_every=300),
+    default={},
+    high=dict(steps=8_000, entropy_steps=2_000, num_samples=1_000_000, points_per_view=100_000,
+              poisson_depth=10, target_faces=1_000_000, checkpoint_every=2_000),
+)
+preset = PRESETS
 
 
-def preset(name: str, **overrides) -> SugarConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown SuGaR preset {name!r}; choose from {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+@dataclass
+class SugarRunConfig(ConfigIO):
+    """A ``--method sugar`` run: the Gaussian-splat fit (``splat``), then SuGaR (``sugar``). Saved as the
+    run's config.json like every method's config. A config.json of a run made before SuGaR had its own
+    (a bare :class:`SplatConfig`) loads with the default SuGaR settings."""
+
+    splat: SplatConfig = field(default_factory=SplatConfig)
+    sugar: SugarConfig = field(default_factory=SugarConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SugarRunConfig":
+        if "splat" not in d and "sugar" not in d:  # an older run's config.json: the splat config alone
+            return cls(splat=SplatConfig.from_dict(d))
+        return super().from_dict(d)
+
+
+RUN_PRESETS = Presets(
+    SugarRunConfig,
+    **{name: {"splat": SPLAT_PRESETS.changes[name], "sugar": PRESETS.changes[name]} for name in PRESET_NAMES},
+)

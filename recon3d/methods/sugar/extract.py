@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recon3d.core.gaussians import rasterize, sh0_to_rgb
+from recon3d.core.gaussians import Gaussians, rasterize, sh0_to_rgb
 from recon3d.mesh import TriangleMesh
 from recon3d.mesh.ops import poisson_reconstruction, remove_small_components, simplify, submesh, vertex_normals
 
@@ -50,7 +50,9 @@ class SurfacePoints:
         return len(self.points)
 
 
-def _gaussian_subset(model, min_opacity: float) -> dict:
+def _gaussian_subset(model, min_opacity: float) -> Gaussians:
+    """Detached activated Gaussians of ``model`` with opacity >= ``min_opacity`` (all of them when
+    fewer than max(16, 1%) pass); ``colors`` are the (N, K, 3) SH coefficients."""
     with torch.no_grad():
         op = model.opacities.detach()
         keep = op >= min_opacity
@@ -58,8 +60,8 @@ def _gaussian_subset(model, min_opacity: float) -> dict:
             log.warning("only %d Gaussians have opacity >= %.2f; meshing with all %d", int(keep.sum()), min_opacity,
                         len(op))
             keep = torch.ones_like(keep)
-        return {"means": model.means.detach()[keep], "quats": model.quats.detach()[keep],
-                "scales": model.scales.detach()[keep], "opacities": op[keep], "sh": model.sh.detach()[keep]}
+        return Gaussians(model.means.detach()[keep], model.quats.detach()[keep], model.scales.detach()[keep],
+                         op[keep], model.sh.detach()[keep])
 
 
 def level_crossings(dens: Tensor, t: Tensor, level: float) -> tuple[Tensor, Tensor]:
@@ -85,15 +87,14 @@ def sample_surface_points(model, cameras, cfg: SugarConfig, backend: str = "auto
                           chunk: int = 4096) -> SurfacePoints:
     """Surface points on the density level set seen from each of ``cameras`` (see module docstring)."""
     g = _gaussian_subset(model, cfg.extraction_opacity)
-    dev = g["means"].device
+    dev = g.means.device
     deg = model.max_sh_degree if sh_degree is None else sh_degree
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     pts_all, nrm_all, col_all, view_all = [], [], [], []
     for i in range(len(cameras)):
         cam = cameras[i].to(dev)
         W, H = int(cam.width[0]), int(cam.height[0])
-        out = rasterize(g["means"], g["quats"], g["scales"], g["opacities"], g["sh"], cam.w2c, cam.K, W, H,
-                        sh_degree=deg, backgrounds=background, backend=backend)
+        out = rasterize(g, cam.w2c, cam.K, W, H, sh_degree=deg, backgrounds=background, backend=backend)
         depth, alpha, rgb = out.depths[0, ..., 0], out.alphas[0, ..., 0], out.colors[0]
         if background is not None:  # the surface's own colour: remove the background blended in at edges
             rgb = rgb - (1 - alpha[..., None]) * background.to(rgb).reshape(1, 1, 3)
@@ -107,8 +108,8 @@ def sample_surface_points(model, cameras, cfg: SugarConfig, backend: str = "auto
         uv = torch.stack([(pix % W).float() + 0.5, (pix // W).float() + 0.5], dim=-1)
         p0 = cam.unproject(uv[None], depth.reshape(-1)[pix][None])[0]
         dirs = F.normalize(p0 - cam.centers[0], dim=-1)
-        nbr = knn(g["means"], p0, cfg.knn)
-        sd = std_along(g["quats"][nbr[:, 0]], g["scales"][nbr[:, 0]], dirs)
+        nbr = knn(g.means, p0, cfg.knn)
+        sd = std_along(g.quats[nbr[:, 0]], g.scales[nbr[:, 0]], dirs)
         base = torch.linspace(-cfg.ray_range, cfg.ray_range, cfg.samples_per_ray, device=dev)
         for s in range(0, len(p0), chunk):
             e = min(s + chunk, len(p0))
@@ -116,13 +117,13 @@ def sample_surface_points(model, cameras, cfg: SugarConfig, backend: str = "auto
             samples = p0[s:e, None, :] + t[..., None] * dirs[s:e, None, :]
             R, S = t.shape
             nb = nbr[s:e, None, :].expand(R, S, -1).reshape(R * S, -1)
-            c, _, _ = contributions(samples.reshape(-1, 3), nb, g["means"], g["quats"], g["scales"], g["opacities"])
+            c, _, _ = contributions(samples.reshape(-1, 3), nb, g.means, g.quats, g.scales, g.opacities)
             dens = c.sum(-1).reshape(R, S)
             valid, tc = level_crossings(dens, t, cfg.surface_level)
             if not bool(valid.any()):
                 continue
             p = p0[s:e][valid] + tc[valid, None] * dirs[s:e][valid]
-            c, _, ics = contributions(p, nbr[s:e][valid], g["means"], g["quats"], g["scales"], g["opacities"])
+            c, _, ics = contributions(p, nbr[s:e][valid], g.means, g.quats, g.scales, g.opacities)
             grad = -(c[..., None] * ics).sum(-2)
             n = -F.normalize(grad, dim=-1)
             away = (n * dirs[s:e][valid]).sum(-1, keepdim=True) > 0  # seen from this camera: must face it
@@ -144,14 +145,14 @@ def vertex_colors_from_gaussians(model, points: np.ndarray, k: int = 8, min_opac
     """(P, 3) colours at ``points``: the view-independent (degree-0) colours of the k nearest
     Gaussians, weighted by their density contributions (nearest one's colour where all vanish)."""
     g = _gaussian_subset(model, min_opacity)
-    rgb = sh0_to_rgb(g["sh"][:, 0, :]).clamp(0, 1)
-    pts = torch.as_tensor(np.asarray(points, np.float32), device=g["means"].device)
+    rgb = sh0_to_rgb(g.colors[:, 0, :]).clamp(0, 1)
+    pts = torch.as_tensor(np.asarray(points, np.float32), device=g.means.device)
     out = torch.empty(len(pts), 3)
     with torch.no_grad():
         for s in range(0, len(pts), chunk):
             p = pts[s:s + chunk]
-            nbr = knn(g["means"], p, k)
-            c, _, _ = contributions(p, nbr, g["means"], g["quats"], g["scales"], g["opacities"])
+            nbr = knn(g.means, p, k)
+            c, _, _ = contributions(p, nbr, g.means, g.quats, g.scales, g.opacities)
             w = c / c.sum(-1, keepdim=True).clamp_min(1e-12)
             w = torch.where(c.sum(-1, keepdim=True) > 1e-8, w, F.one_hot(torch.zeros(len(p), dtype=torch.long, device=w.device), k).to(w))
             out[s:s + chunk] = (w[..., None] * rgb[nbr]).sum(1).cpu()

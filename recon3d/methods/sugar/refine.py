@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recon3d.core.conventions import rotmat_to_qvec
-from recon3d.core.gaussians import rasterize, rgb_to_sh0, sh0_to_rgb
+from recon3d.core.gaussians import Gaussians, rasterize, rgb_to_sh0, sh0_to_rgb
 from recon3d.core.metrics import dssim_loss, psnr
 from recon3d.mesh import TriangleMesh
 from recon3d.methods.splat.model import GaussianModel
@@ -107,20 +107,23 @@ class BoundGaussians(nn.Module):
         u, v = ca * e1 + sa * e2, -sa * e1 + ca * e2
         return means, torch.stack([u, v, nrm], dim=-1)
 
-    def gaussian_params(self) -> dict[str, Tensor]:
-        """Activated parameters for :func:`recon3d.core.gaussians.rasterize` (differentiable)."""
+    def gaussians(self) -> Gaussians:
+        """The activated (F*K) Gaussians for :func:`recon3d.core.gaussians.rasterize`, differentiable
+        w.r.t. the vertices and the per-Gaussian parameters: means on the faces, quats (wxyz) of the
+        frames, scales (in-plane std-devs, ``thickness`` along the normal), opacities in (0, 1),
+        colors = (F*K, K_sh, 3) SH coefficients."""
         means, R = self.frames()
         quats = rotmat_to_qvec(R)
         thick = torch.full_like(self.log_scales[:, :1], math.log(max(self.thickness, 1e-12)))
         scales = torch.exp(torch.cat([self.log_scales, thick], dim=-1))
-        return {"means": means, "quats": quats, "scales": scales, "opacities": torch.sigmoid(self.opacity_logits),
-                "sh": torch.cat([self.sh0, self.shN], dim=1)}
+        return Gaussians(means, quats, scales, torch.sigmoid(self.opacity_logits),
+                         torch.cat([self.sh0, self.shN], dim=1))
 
     def to_model(self) -> GaussianModel:
         """A detached :class:`GaussianModel` copy (for rendering elsewhere or ``save_splat_ply``)."""
         with torch.no_grad():
-            p = self.gaussian_params()
-            return GaussianModel(p["means"], p["quats"], p["scales"].log(), self.opacity_logits.detach(),
+            g = self.gaussians()
+            return GaussianModel(g.means, g.quats, g.scales.log(), self.opacity_logits.detach(),
                                  self.sh0.detach(), self.shN.detach(), self.max_sh_degree)
 
     def to_mesh(self, metadata: dict | None = None) -> TriangleMesh:
@@ -216,10 +219,8 @@ def refine_bound_gaussians(bound: BoundGaussians, cameras, images: list[Tensor],
     for step in range(cfg.steps):
         i = int(torch.randint(0, len(cams), (1,), generator=gen))
         cam = cams[i]
-        p = bound.gaussian_params()
-        out = rasterize(p["means"], p["quats"], p["scales"], p["opacities"], p["sh"], cam.w2c, cam.K,
-                        int(cam.width[0]), int(cam.height[0]), sh_degree=bound.max_sh_degree, backgrounds=bg,
-                        backend=cfg.backend)
+        out = rasterize(bound.gaussians(), cam.w2c, cam.K, int(cam.width[0]), int(cam.height[0]),
+                        sh_degree=bound.max_sh_degree, backgrounds=bg, backend=cfg.backend)
         pred, gt = out.colors[0], imgs[i]
         photo = (1 - cfg.ssim_lambda) * (pred - gt).abs().mean() + cfg.ssim_lambda * dssim_loss(pred, gt)
         lap = uniform_laplacian_loss(bound.vertices, bound.faces) / extent ** 2

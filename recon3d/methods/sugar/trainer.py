@@ -1,18 +1,20 @@
-"""SuGaR regularization of a fitted Gaussian-splat model, then mesh extraction.
+"""SuGaR (``--method sugar``): a Gaussian-splat fit, then SuGaR's regularization, then mesh extraction.
 
 Usage::
 
-    splat = SplatTrainer(scene, splat_preset("quick"), run_dir)
-    splat.fit()
-    sugar = SugarTrainer(splat, sugar_preset("quick"))
-    sugar.fit()                                  # entropy phase, pruning, SDF/normal phase
-    mesh = sugar.extract_mesh()                  # TriangleMesh, normalized frame
+    trainer = SugarTrainer(scene, RUN_PRESETS("quick"), run_dir)   # or registry.get_method("sugar").build
+    trainer.fit()                        # the splat phase, then entropy, pruning, SDF/normal terms
+    mesh = trainer.extract_mesh()        # TriangleMesh, normalized frame
     export_mesh(mesh, run_dir / "mesh.glb", normalization=scene.normalization)
 
-The trainer is a :class:`SplatTrainer` (same rendering, evaluation, export and checkpoint state)
-whose training step adds SuGaR's terms (:mod:`.regularization`) on the schedule of
+    sugar = SugarTrainer.from_splat(fitted_splat_trainer, sugar_preset("quick"))   # regularize a fitted one
+
+A SugarTrainer *holds* a :class:`SplatTrainer` (``.splat``): the Gaussians, optimizers, cameras, RNG and
+step count are the splat trainer's; rendering, evaluation, pose refinement and ``splats.ply`` export
+go through it. Its own training step adds SuGaR's terms (:mod:`.regularization`) on the schedule of
 :class:`.config.SugarConfig`. Densification is off, as in SuGaR when it starts from a trained 3DGS.
-Checkpoints go to ``run_dir/sugar/checkpoints`` (the splat checkpoints are left alone).
+Checkpoints of the regularization go to ``run_dir/sugar/checkpoints`` (the splat checkpoints stay).
+The run's config (:class:`.config.SugarRunConfig`: the splat and SuGaR configs) is one config.json.
 """
 
 from __future__ import annotations
@@ -24,31 +26,37 @@ from pathlib import Path
 import torch
 
 from recon3d.core.metrics import dssim_loss, psnr
-from recon3d.methods.fit_loop import FitLoop, run_fit_loop
+from recon3d.methods.base import PerSceneMethod, mesh_files_metrics
 from recon3d.methods.splat.config import SplatConfig
 from recon3d.methods.splat.strategy import _edit
 from recon3d.methods.splat.trainer import SplatTrainer
+from recon3d.runtime.checkpoint import latest_checkpoint, load_checkpoint
+from recon3d.runtime.fit_loop import FitLoop, run_fit_loop
 
-from .config import SugarConfig
+from .config import SugarConfig, SugarRunConfig
 from .density import knn_table
 from .regularization import flatness_loss, opacity_entropy_loss, sdf_alignment_losses
 
 log = logging.getLogger(__name__)
 
 
-class SugarTrainer(SplatTrainer):
-    """Continues a fitted splat model with SuGaR's regularization (see the module docstring)."""
+class SugarTrainer(PerSceneMethod):
+    """Splat phase + SuGaR regularization + meshing (see the module docstring)."""
+
+    method_name = "sugar"
+    checkpoint_dirs = ("checkpoints", "sugar/checkpoints")
 
     # ------------------------------------------------------------------ construction
-    def __init__(self, splat: SplatTrainer, cfg: SugarConfig, run_dir: str | Path | None = None) -> None:
-        """Take over a fitted :class:`SplatTrainer`: its scene, model, optimizers, RNG and step count
-        are shared (keep using this object, not ``splat``, from here on)."""
-        self.__dict__.update(splat.__dict__)
-        self._init_sugar(cfg, Path(run_dir) if run_dir is not None else splat.run_dir)
+    def __init__(self, scene, cfg: SugarRunConfig, run_dir: str | Path, device: str = "auto") -> None:
+        """A SuGaR run from scratch: ``cfg.splat`` fits the Gaussians, then ``cfg.sugar`` regularizes."""
+        self._init(SplatTrainer(scene, cfg.splat, run_dir, device=device), cfg.sugar, Path(run_dir))
 
     @classmethod
     def from_splat(cls, splat: SplatTrainer, cfg: SugarConfig, run_dir: str | Path | None = None) -> "SugarTrainer":
-        return cls(splat, cfg, run_dir)
+        """Regularize an already fitted :class:`SplatTrainer` (it is held, not copied: keep using this object)."""
+        obj = cls.__new__(cls)
+        obj._init(splat, cfg, Path(run_dir) if run_dir is not None else splat.run_dir)
+        return obj
 
     @classmethod
     def from_checkpoint(cls, scene, splat_cfg: SplatConfig, checkpoint: str | Path, cfg: SugarConfig,
@@ -56,20 +64,77 @@ class SugarTrainer(SplatTrainer):
         """Start from a splat checkpoint file (``run_dir/checkpoints/step_*.pt`` of a splat fit)."""
         splat = SplatTrainer(scene, splat_cfg, run_dir, device=device)
         splat.load(checkpoint)
-        return cls(splat, cfg, run_dir)
+        return cls.from_splat(splat, cfg, run_dir)
 
-    def _init_sugar(self, cfg: SugarConfig, run_dir: Path) -> None:
+    def _init(self, splat: SplatTrainer, cfg: SugarConfig, run_dir: Path) -> None:
+        self.splat = splat
         self.sugar_cfg = cfg
         self.run_dir = run_dir
         self.sugar_dir = run_dir / "sugar"
-        self.sugar_start = self.step
+        self.sugar_start = splat.step
         self.pruned = False
         self.neighbors: torch.Tensor | None = None
         self._neighbors_step = -1
 
     @property
+    def cfg(self) -> SugarRunConfig:
+        return SugarRunConfig(splat=self.splat.cfg, sugar=self.sugar_cfg)
+
+    # what the regularization shares with the splat trainer it holds
+    scene = property(lambda self: self.splat.scene)
+    device = property(lambda self: self.splat.device)
+    cameras = property(lambda self: self.splat.cameras)
+    extent = property(lambda self: self.splat.extent)
+    generator = property(lambda self: self.splat.generator)
+    model = property(lambda self: self.splat.model)
+    optimizers = property(lambda self: self.splat.optimizers)
+    pose_correction = property(lambda self: self.splat.pose_correction)
+
+    @property
+    def step(self) -> int:
+        return self.splat.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.splat.step = value
+
+    @property
     def total_steps(self) -> int:
         return self.sugar_start + self.sugar_cfg.steps
+
+    # ------------------------------------------------------------------ rendering, evaluation, export (the splats')
+    def render(self, cameras, background=None):
+        return self.splat.render(cameras, background)
+
+    def evaluate(self, split: str = "test", save_renders: bool = True, max_views=None) -> dict:
+        return self.splat.evaluate(split, save_renders, max_views)
+
+    def render_cameras(self):
+        return self.splat.render_cameras()
+
+    def fitted_cameras(self):
+        return self.splat.fitted_cameras()
+
+    def refined_cameras(self):
+        return self.splat.refined_cameras()
+
+    def pose_refinement(self):
+        return self.splat.pose_refinement()
+
+    def export_splats(self, path: str | Path, original_units: bool = True) -> Path:
+        return self.splat.export_splats(path, original_units)
+
+    export_ply = export_splats
+
+    def model_facts(self) -> dict:
+        return self.splat.model_facts()
+
+    def write_model(self, out: Path) -> dict:
+        return self.splat.write_model(out)
+
+    def write_mesh(self, out: Path) -> dict:
+        mesh = self.extract_mesh(progress=True)
+        return mesh_files_metrics(mesh, out, self.scene, seconds_key="seconds_total")
 
     # ------------------------------------------------------------------ schedule pieces
     def _means_lr(self, rel: int) -> float:
@@ -101,17 +166,17 @@ class SugarTrainer(SplatTrainer):
 
     # ------------------------------------------------------------------ training
     def train_step(self) -> dict:
-        cfg, c = self.cfg, self.sugar_cfg
+        sp, cfg, c = self.splat, self.splat.cfg, self.sugar_cfg
         rel = self.step - self.sugar_start
         if rel >= c.entropy_steps and not self.pruned:
             n = self.prune_transparent()
             self.pruned = True
             log.info("SuGaR: pruned %d Gaussians with opacity < %.2f (%d left)", n, c.prune_opacity, len(self.model))
         self.optimizers["means"].param_groups[0]["lr"] = self._means_lr(rel)
-        i = self._next_view()
-        cam = self.train_camera(i)
-        gt = self._image(i)
-        out = self._rasterize(cam, cfg.sh_degree, self._background(1))
+        i = sp._next_view()
+        cam = sp.train_camera(i)
+        gt = sp._image(i)
+        out = sp._rasterize(cam, cfg.sh_degree, sp._background(1))
         pred = out.colors[0]
         loss = (1 - cfg.ssim_lambda) * (pred - gt).abs().mean() + cfg.ssim_lambda * dssim_loss(pred, gt)
         stats: dict = {}
@@ -133,25 +198,44 @@ class SugarTrainer(SplatTrainer):
                 flat = flatness_loss(m.scales)
                 loss = loss + c.flatness_weight * flat
                 stats["flatness"] = float(flat.detach())
-        self._zero_grad()
+        sp._zero_grad()
         loss.backward()
-        self._optimizer_step()
+        sp._optimizer_step()
         self.step += 1
         with torch.no_grad():
             p = float(psnr(pred.detach().clamp(0, 1), gt))
         return {"loss": float(loss.detach()), "psnr": p, **stats}
 
-    def fit(self, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
-        """Run the regularization to ``sugar_start + steps``; checkpoints in ``run_dir/sugar/checkpoints``.
-        Returns :func:`~recon3d.methods.fit_loop.run_fit_loop`'s summary with ``steps`` = the SuGaR
-        steps and the final number of Gaussians."""
+    def fit(self, resume: bool = False, progress=True, log_every: int = 50) -> dict:
+        """The splat phase (unless the held splat trainer is already fitted), then the regularization to
+        ``sugar_start + steps`` (checkpoints in ``run_dir/sugar/checkpoints``). Returns the splat phase's
+        summary (:func:`~recon3d.runtime.fit_loop.run_fit_loop`'s) with ``sugar_steps``,
+        ``sugar_seconds``, ``sugar_gaussians``; without a splat phase ``steps`` are the SuGaR steps."""
         c = self.sugar_cfg
-        summary = run_fit_loop(self, FitLoop(
+        summary: dict = {}
+        if resume or self.splat.step < self.splat.cfg.max_steps:
+            summary = self.splat.fit(resume=resume, progress=progress, log_every=log_every)
+            self.sugar_start = self.splat.step
+        sugar = run_fit_loop(self, FitLoop(
             self.sugar_dir / "checkpoints", self.total_steps, start_step=self.sugar_start,
             checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints, desc="sugar",
             postfix=("loss", "psnr", "sdf", "normal", "entropy"), extra=lambda: {"gaussians": len(self.model)}),
             resume, progress, log_every)
-        return {**summary, "steps": c.steps, "gaussians": len(self.model)}
+        if not summary:
+            summary = {**sugar, "steps": c.steps, "gaussians": len(self.model)}
+        return {**summary, "sugar_steps": c.steps, "sugar_seconds": round(sugar["train_seconds"], 2),
+                "sugar_gaussians": len(self.model), "sugar_history": sugar["history"]}
+
+    def load_latest(self) -> Path:
+        """The newest splat checkpoint, then the newest SuGaR checkpoint when the regularization saved one."""
+        ckpt = PerSceneMethod.load_latest(self)
+        self.sugar_start = self.splat.step
+        sugar_ckpt = latest_checkpoint(self.sugar_dir / "checkpoints")
+        if sugar_ckpt is not None:
+            self.load(sugar_ckpt)
+            log.info("loaded %s (sugar, step %d, %d Gaussians)", sugar_ckpt, self.step, len(self.model))
+            return sugar_ckpt
+        return ckpt
 
     # ------------------------------------------------------------------ meshing
     def extract_mesh(self, cfg: SugarConfig | None = None, progress: bool = False):
@@ -162,10 +246,10 @@ class SugarTrainer(SplatTrainer):
         images = None
         cfg = cfg or self.sugar_cfg
         if cfg.vertex_colors == "views" or (cfg.texture_size > 0 and cfg.texture_source == "views"):
-            images = [self._image(j) for j in train]
+            images = [self.splat._image(j) for j in train]
         return extract_mesh(self.model, self.fitted_cameras()[train], cfg, images=images, extent=self.extent,
-                            backend=self.cfg.backend, sh_degree=self.cfg.sh_degree,
-                            background=self._background(1)[0], progress=progress)
+                            backend=self.splat.cfg.backend, sh_degree=self.splat.cfg.sh_degree,
+                            background=self.splat._background(1)[0], progress=progress)
 
     def refine(self, mesh, steps: int | None = None, per_face: int | None = None, progress: bool = False):
         """Optional refinement (:mod:`.refine`): Gaussians bound to ``mesh`` optimized with its vertices
@@ -174,36 +258,35 @@ class SugarTrainer(SplatTrainer):
 
         c = self.sugar_cfg
         train = list(self.scene.train_indices)
-        rcfg = RefineConfig(steps=steps if steps is not None else max(c.refine_steps, 1), backend=self.cfg.backend,
-                            seed=self.cfg.seed)
-        return refine_mesh(mesh, self.fitted_cameras()[train], [self._image(j) for j in train], rcfg,
+        rcfg = RefineConfig(steps=steps if steps is not None else max(c.refine_steps, 1), backend=self.splat.cfg.backend,
+                            seed=self.splat.cfg.seed)
+        return refine_mesh(mesh, self.fitted_cameras()[train], [self.splat._image(j) for j in train], rcfg,
                            per_face=per_face or c.refine_gaussians_per_face, thickness=1e-4 * self.extent,
-                           extent=self.extent, background=self._background(1)[0], progress=progress)
+                           extent=self.extent, background=self.splat._background(1)[0], progress=progress)
 
     def export_bound_ply(self, bound, path: str | Path, original_units: bool = True) -> Path:
         """Write refined bound Gaussians as a 3DGS .ply (capture units when ``original_units``)."""
-        import numpy as np
-
+        from recon3d.mesh import normalized_to_world
         from recon3d.methods.splat.ply import save_splat_ply
 
-        T = None
-        norm = getattr(self.scene, "normalization", None)
-        if original_units and norm is not None:
-            T = np.linalg.inv(np.asarray(norm.transform, dtype=np.float64))
+        T = normalized_to_world(self.scene.normalization) if original_units else None
         return save_splat_ply(bound.to_model(), path, transform=T)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        state = super().state_dict()
+        state = self.splat.state_dict()
         state["sugar"] = {"config": self.sugar_cfg.to_dict(), "start": self.sugar_start, "pruned": self.pruned,
                           "neighbors": None if self.neighbors is None else self.neighbors.cpu(),
                           "neighbors_step": self._neighbors_step}
         return state
 
-    def load(self, path: str | Path) -> None:
-        from recon3d.methods.checkpoint import load_checkpoint
+    def save(self, path: str | Path) -> Path:
+        from recon3d.runtime.checkpoint import atomic_torch_save
 
-        super().load(path)
+        return atomic_torch_save(self.state_dict(), path)
+
+    def load(self, path: str | Path) -> None:
+        self.splat.load(path)
         info = load_checkpoint(path, map_location="cpu").get("sugar")
         self.neighbors, self._neighbors_step = None, -1
         if info is not None:

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from tqdm.auto import tqdm
-
-from recon3d.methods.checkpoint import checkpoint_path, latest_checkpoint, prune_checkpoints
+from recon3d.runtime.checkpoint import checkpoint_path, latest_checkpoint, prune_checkpoints
+from recon3d.runtime.progress import ConsoleSink, Progress
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,16 @@ class FitLoop:
     extra: Optional[Callable[[], dict]] = None
 
 
-def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: bool = True, log_every: int = 50) -> dict:
+def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: "bool | Progress" = True,
+                 log_every: int = 50) -> dict:
     """The one training loop of every per-scene method: optional resume from the latest checkpoint,
     ``trainer.train_step()`` until ``loop.end_step`` (or ``loop.max_seconds``), running averages of
-    the step stats on a tqdm bar and in a history, periodic checkpoints (pruned) and evaluations, and
-    a final checkpoint.
+    the step stats as progress events (a tqdm bar on the console, ``progress.jsonl`` in a run
+    folder: :mod:`recon3d.runtime.progress`) and in a history, periodic checkpoints (pruned) and
+    evaluations, and a final checkpoint.
+
+    ``progress``: a :class:`~recon3d.runtime.progress.Progress` emitter, or True (a console bar) /
+    False (log lines every ``log_every`` steps instead).
 
     The trainer provides ``step``, ``train_step() -> dict``, ``save(path)``, ``load(path)`` and, for
     ``eval_every``, ``evaluate(save_renders=False, max_views=N)``. Its ``elapsed`` attribute, when it
@@ -57,6 +61,8 @@ def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: bool = 
     Returns ``{"steps", "train_seconds", "history"}`` (history: ``{"step", "seconds", averages...}``
     every ``log_every`` steps plus ``test_psnr``/``test_ssim`` rows at evaluations).
     """
+    events = progress if isinstance(progress, Progress) else Progress.console(bool(progress))
+    quiet = not events.sinks or not any(isinstance(s, ConsoleSink) for s in events.sinks)
     if resume:
         latest = latest_checkpoint(loop.ckpt_dir)
         if latest is not None:
@@ -65,8 +71,8 @@ def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: bool = 
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
     keeps_time = hasattr(trainer, "elapsed")
     elapsed = float(trainer.elapsed) if keeps_time else 0.0
-    bar = tqdm(total=loop.end_step - loop.start_step, initial=trainer.step - loop.start_step, disable=not progress,
-               desc=loop.desc, dynamic_ncols=True)
+    total = loop.end_step - loop.start_step
+    events.emit("start", loop.desc, step=trainer.step - loop.start_step, total=total)
     ema: dict[str, float] = {}
     history = []
 
@@ -82,13 +88,14 @@ def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: bool = 
         for k, v in stats.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 ema[k] = v if k not in ema else 0.9 * ema[k] + 0.1 * v
-        bar.update(1)
         rel = trainer.step - loop.start_step
+        shown = {k: ema[k] for k in loop.postfix if k in ema}
         if rel % 10 == 0 or trainer.step == loop.end_step:
-            bar.set_postfix({**{k: f"{ema[k]:.4g}" for k in loop.postfix if k in ema}, **extras()}, refresh=False)
+            shown.update(extras())
+        events.emit("step", loop.desc, step=rel, total=total, **shown)
         if rel % log_every == 0:
             history.append({"step": trainer.step, "seconds": round(elapsed, 2), **ema, **extras()})
-            if not progress:
+            if quiet:
                 log.info("%s step %d (%.0f s): %s", loop.desc, trainer.step, elapsed,
                          ", ".join(f"{k} {v:.4g}" for k, v in ema.items()))
         if loop.checkpoint_every and rel % loop.checkpoint_every == 0 and trainer.step < loop.end_step:
@@ -98,12 +105,14 @@ def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: bool = 
             m = trainer.evaluate(save_renders=False, max_views=loop.eval_views)
             history.append({"step": trainer.step, "seconds": round(elapsed, 2), "test_psnr": m["psnr"],
                             "test_ssim": m["ssim"], "test_views": m["views"]})
-            bar.write(f"{loop.desc} step {trainer.step} ({elapsed:.0f} s): test PSNR {m['psnr']:.2f} "
-                      f"SSIM {m['ssim']:.4f}")
-            if not progress:
+            events.emit("eval", loop.desc, step=trainer.step, seconds=round(elapsed, 2), psnr=m["psnr"],
+                        ssim=m["ssim"], views=m["views"])
+            if quiet:
                 log.info("%s step %d (%.0f s): test PSNR %.2f SSIM %.4f on %d views", loop.desc, trainer.step,
                          elapsed, m["psnr"], m["ssim"], m["views"])
-    bar.close()
     trainer.save(checkpoint_path(loop.ckpt_dir, trainer.step))
     prune_checkpoints(loop.ckpt_dir, loop.keep_checkpoints)
+    events.emit("end", loop.desc, step=trainer.step - loop.start_step, total=total, seconds=round(elapsed, 2))
+    if not isinstance(progress, Progress):
+        events.close()
     return {"steps": trainer.step, "train_seconds": elapsed, "history": history}
