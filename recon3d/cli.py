@@ -35,12 +35,16 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+from recon3d.runtime.options import at_most, between, checked, non_negative  # noqa: E402  (no torch import)
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     from recon3d.pipeline.options import DATA_FORMATS
 
     p.add_argument("--data", required=True, type=Path, help="dataset folder (Blender, nerfstudio, COLMAP or LLFF)")
     p.add_argument("--format", default="auto", choices=DATA_FORMATS, help="dataset format (default: detect)")
-    p.add_argument("--downscale", type=float, default=1, help="load images downscaled by this factor")
+    p.add_argument("--downscale", type=checked(float, at_most(64)), default=1,
+                   help="load images downscaled by this factor")
 
 
 def _load(args):
@@ -82,9 +86,10 @@ def cmd_fit(args) -> int:
     if "test_psnr" in m:
         print(f"test PSNR {m['test_psnr']:.2f} dB  SSIM {m['test_ssim']:.4f}  "
               f"{m['render_ms_per_image']:.1f} ms/image ({m['test_views']} views)")
-    model_file = "splats.ply, " if m.get("splats_ply") else ""
-    print(f"outputs in {m['out']}: metrics.json, {model_file}orbit.gif, renders/test/, transforms.json, "
-          f"config.json, checkpoints/")
+    files = ["metrics.json", "splats.ply" if m.get("splats_ply") else None, "orbit.gif" if m.get("orbit") else None,
+             "renders/test/" if "test_psnr" in m else None, "transforms.json", "config.json", "scene.json",
+             "checkpoints/"]
+    print(f"outputs in {m['out']}: {', '.join(f for f in files if f)}")
     if m.get("mesh"):
         print(f"mesh: {', '.join(m['mesh_files'])} ({m['mesh_faces']} faces)")
     else:
@@ -207,18 +212,15 @@ def cmd_eval(args) -> int:
 
 
 def _device(text: str) -> str:
-    from recon3d.pipeline.options import check_device
+    from recon3d.runtime.device import check_device
 
-    try:
-        return check_device(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return checked(str, check_device)(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(prog="recon3d", description="3D reconstruction and rendering")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=checked(int, at_most(1024)), default=None,
                    help="CPU threads for torch (default: torch's choice; use 1 when other jobs share the cores)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
 
@@ -242,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("render", help="render views and an orbit from a fit run folder")
     s.add_argument("--run", required=True, type=Path, help="run folder written by `recon3d fit`")
     s.add_argument("--split", default="test", choices=("train", "test", "all"))
-    s.add_argument("--orbit", type=int, default=0, help="also write an orbit GIF with this many frames")
+    s.add_argument("--orbit", type=checked(int, at_most(3600, non_negative)), default=0,
+                   help="also write an orbit GIF with this many frames")
     s.add_argument("--out", type=Path, default=None, help="output folder (default RUN/renders)")
     s.add_argument("--device", default="auto", type=_device, help="auto, cpu or cuda")
     s.set_defaults(fn=cmd_render)
@@ -254,9 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mesh", type=Path, default=None,
                    help="also extract the mesh to this .glb/.obj/.ply (runs fitted with --method sugar, nerf "
                         "or sdf; for nerf/sdf runs the mesh is what export writes, default RUN/mesh.glb)")
-    s.add_argument("--mesh-resolution", type=int, default=None,
+    s.add_argument("--mesh-resolution", type=checked(int, between(8, 2048)), default=None,
                    help="nerf/sdf runs: marching-cubes nodes per axis (default: the run config's mesh_resolution)")
-    s.add_argument("--texture-size", type=int, default=None,
+    s.add_argument("--texture-size", type=checked(int, between(0, 8192)), default=None,
                    help="sugar runs: bake a UV texture of N x N texels into the GLB/OBJ (xatlas unwrap; 0: vertex "
                         "colours; default: the run config's texture_size)")
     s.add_argument("--texture-source", choices=["views", "gaussians"], default=None,

@@ -146,7 +146,7 @@ def main() -> None:
         print(json.dumps({"vanilla_mesh": res["vanilla_mesh"]}), flush=True)
 
     t = time.perf_counter()
-    sugar = SugarTrainer(splat, scfg)
+    sugar = SugarTrainer.from_splat(splat, scfg)
     summary = sugar.fit(progress=False)
     res["sugar_seconds"] = round(time.perf_counter() - t, 1)
     res["sugar_gaussians"] = summary["gaussians"]
@@ -172,7 +172,7 @@ def main() -> None:
         t = time.perf_counter()
         train = list(scene.train_indices)
         cams = sugar.cameras[train].to("cpu")
-        images = [sugar._image(j).cpu() for j in train]
+        images = [sugar.splat._image(j).cpu() for j in train]
         tex = bake_texture(mesh, view_color_fn(mesh, cams, images), size=args.texture)
         for suffix in (".glb", ".obj"):
             files += [str(p) for p in export_mesh(tex, out / f"mesh_textured{suffix}",
@@ -200,7 +200,7 @@ def main() -> None:
                 cam = sugar.cameras[i]
                 with torch.no_grad():
                     o = rasterize(bm.gaussians(), cam.w2c, cam.K, int(cam.width[0]), int(cam.height[0]),
-                                  sh_degree=bm.max_sh_degree, backgrounds=sugar._background(1))
+                                  sh_degree=bm.max_sh_degree, backgrounds=sugar.splat._background(1))
                 vals.append(float(psnr(o.colors[0].clamp(0, 1), scene.image(i).to(sugar.device))))
             res["refine"]["test_psnr"] = round(float(np.mean(vals)), 3)
     res["total_seconds"] = round(time.perf_counter() - t0, 1)

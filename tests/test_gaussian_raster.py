@@ -235,7 +235,8 @@ def test_cameras_are_independent():
     bg = torch.rand(3, 3)
     all3 = rasterize(Gaussians(*params), vm, K, W, H, backgrounds=bg, backend="torch")
     for i in range(3):
-        one = rasterize(Gaussians(*params), vm[i : i + 1], K[i : i + 1], W, H, backgrounds=bg[i : i + 1], backend="torch")
+        one = rasterize(Gaussians(*params), vm[i : i + 1], K[i : i + 1], W, H, backgrounds=bg[i : i + 1],
+                        backend="torch")
         assert torch.allclose(all3.colors[i], one.colors[0], atol=1e-6)
         assert torch.equal(all3.radii[i], one.radii[0])
 
@@ -359,11 +360,11 @@ def test_gaussians_container_checks_shapes_and_derives_subsets():
         g.check_sh_degree(None)
     for i, name in enumerate(["means", "quats", "scales", "opacities", "colors"]):
         bad = list(params)
-        bad[i] = bad[i][:5]
+        bad[i] = bad[i][:, None] if name == "opacities" else bad[i][..., :2]
         with pytest.raises(ValueError, match=name):
             Gaussians(*bad)
-    with pytest.raises(ValueError, match="colors"):
-        Gaussians(*params[:4], torch.zeros(6, 4, 2))
+    with pytest.raises(ValueError, match="quats"):
+        Gaussians(params[0], *(t[:5] for t in params[1:]))  # N disagrees with means
     sub = g[torch.tensor([True, False, True, False, False, True])]
     assert len(sub) == 3 and torch.equal(sub.colors, params[4][[0, 2, 5]])
     assert len(g[1:4]) == 3 and not g.detach().means.requires_grad
@@ -399,16 +400,21 @@ def test_legacy_keyword_form_is_identical():
         for p in params:
             p.grad = None
     g = Gaussians(*params)
+    with pytest.raises(TypeError):
+        rasterize(*params, vm, K, W, H, sh_degree=2)  # the arrays positionally: not a form rasterize takes
     with pytest.raises(TypeError, match="Gaussians"):
-        rasterize(*params, vm, K, W, H, sh_degree=2)  # bare tensors, positionally
+        rasterize(params[0], vm, K, W, H, sh_degree=2)
     with pytest.raises(TypeError, match="also"):
         rasterize(g, vm, K, W, H, sh_degree=2, means=params[0])
     with pytest.raises(TypeError, match="missing"):
         rasterize(means=params[0], quats=params[1], viewmats=vm, Ks=K, width=W, height=H)
     with pytest.raises(TypeError, match="viewmats"):
         rasterize(g, sh_degree=2)
+    cams = Cameras.from_K(K, torch.linalg.inv(vm), W, H)
+    with pytest.raises(TypeError):
+        rasterize_cameras(*params, cams)
     with pytest.raises(TypeError, match="Gaussians"):
-        rasterize_cameras(*params, Cameras.from_K(K, torch.linalg.inv(vm), W, H))
+        rasterize_cameras(params[0], cams)
 
 
 def test_gaussian_model_accessor_renders_like_its_properties():

@@ -11,29 +11,31 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from recon3d.runtime.device import check_device
+from recon3d.runtime.options import at_most, between, checked, non_negative
 
 # --------------------------------------------------------------------------------------- ffdata
 def _add_ffdata_args(p: argparse.ArgumentParser) -> None:
     # defaults (None) come from recon3d.feedforward.data.GenerationConfig, imported only in the handler
     p.add_argument("--out", required=True, type=Path, help="data set folder (created; resumed if it exists)")
-    p.add_argument("--objects", type=int, help="number of objects (default 480)")
-    p.add_argument("--views", type=int, help="views per object (default 24)")
-    p.add_argument("--size", type=int, help="square image size, pixels (default 64)")
-    p.add_argument("--seed", type=int, help="seed of everything (default 0)")
-    p.add_argument("--val", type=int, help="objects in the val split (default 20)")
-    p.add_argument("--test", type=int, help="objects in the test split (default 20)")
-    p.add_argument("--per-shard", type=int, help="objects per shard file (default 16)")
+    p.add_argument("--objects", type=checked(int, at_most(1_000_000)), help="number of objects (default 480)")
+    p.add_argument("--views", type=checked(int, at_most(1_000_000)), help="views per object (default 24)")
+    p.add_argument("--size", type=checked(int, between(8, 4096)), help="square image size, pixels (default 64)")
+    p.add_argument("--seed", type=checked(int, non_negative), help="seed of everything (default 0)")
+    p.add_argument("--val", type=checked(int, non_negative), help="objects in the val split (default 20)")
+    p.add_argument("--test", type=checked(int, non_negative), help="objects in the test split (default 20)")
+    p.add_argument("--per-shard", type=checked(int, at_most(1_000_000)), help="objects per shard file (default 16)")
     p.add_argument("--radius", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="camera distance range, world units (default 3.2 4.0)")
     p.add_argument("--elevation", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="camera elevation range, degrees (default -20 70)")
-    p.add_argument("--fov", type=float, help="field of view, degrees (default 40)")
+    p.add_argument("--fov", type=checked(float, between(1, 179)), help="field of view, degrees (default 40)")
     p.add_argument("--background", choices=["white", "ground"],
                    help="white (object alone, default) or ground (object on a tiled floor; for pose models)")
     p.add_argument("--texture", choices=["part", "voronoi", "mixed"],
                    help="object textures: low-frequency part colours, the fine Voronoi texture, or mixed "
                         "(default: mixed, 80 %% part / 20 %% voronoi)")
-    p.add_argument("--workers", type=int, default=1, help="processes rendering shards in parallel")
+    p.add_argument("--workers", type=checked(int, at_most(256)), default=1, help="processes rendering shards in parallel")
     p.add_argument("--overwrite", action="store_true", help="replace a data set made with another config")
     p.add_argument("--no-ready", action="store_true", help="do not write the READY marker at the end")
 
@@ -137,7 +139,7 @@ def cmd_predict(args) -> int:
 
     opts = predict_options(args)
     if opts.model not in registry.MODELS:
-        print(f"recon3d predict: error: unknown model {opts.model!r}; known models: "
+        print(f"recon3d predict: error: --model: unknown model {opts.model!r}; known models: "
               f"{', '.join(sorted(registry.MODELS))}", file=sys.stderr)
         return 2
     try:
@@ -177,14 +179,15 @@ def add_commands(sub) -> None:
     s.add_argument("model", help="registered model name (pixelnerf, lrm, vggt, ...)")
     s.add_argument("--data", required=True, type=Path, help="data set folder (manifest.json + shards)")
     s.add_argument("--out", type=Path, default=None, help="run folder (default outputs/train/MODEL)")
-    s.add_argument("--steps", type=int, default=None, help="total optimizer steps")
-    s.add_argument("--batch-size", type=int, default=None, help="objects per batch per process")
-    s.add_argument("--workers", type=int, default=None, help="data loader processes")
+    s.add_argument("--steps", type=checked(int, at_most(100_000_000)), default=None, help="total optimizer steps")
+    s.add_argument("--batch-size", type=checked(int, at_most(1_000_000)), default=None, help="objects per batch per process")
+    s.add_argument("--workers", type=checked(int, at_most(256, non_negative)), default=None, help="data loader processes")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config option (dotted for nested), or train.OPTION for the trainer; repeatable")
     s.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    s.add_argument("--stop-at", type=int, default=None, help="stop after this step (checkpointed; resume later)")
-    s.add_argument("--device", default=None, help="auto | cpu | cuda (default: the train config's, auto)")
+    s.add_argument("--stop-at", type=checked(int, at_most(100_000_000)), default=None, help="stop after this step (checkpointed; resume later)")
+    s.add_argument("--device", default=None, type=checked(str, check_device),
+                   help="auto | cpu | cuda (default: the train config's, auto)")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("ffdata", help="generate a multi-object multi-view data set for feed-forward training")

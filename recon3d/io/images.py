@@ -155,6 +155,24 @@ def _decode_16bit_color_png(path: Path, orientation: int) -> np.ndarray | None:
     return np.ascontiguousarray(_orient_array(arr.astype(np.float32) / 65535.0, orientation))
 
 
+def _is_high_bit(mode: str) -> bool:
+    """Pillow modes of 16-bit / 32-bit integer or float grayscale (``I;16*``, ``I``, ``F``)."""
+    return mode.startswith("I") or mode == "F"
+
+
+def _to_8bit_mode(im: Image.Image) -> Image.Image:
+    """An 8-bit Pillow image (any mode but ``I;16*``/``I``/``F``) as ``L``, ``LA``, ``RGB`` or ``RGBA``:
+    palette and colour-key transparency become alpha; CMYK, YCbCr, ... become RGB."""
+    mode, transparent = im.mode, "transparency" in im.info
+    if mode in ("1", "L"):
+        return im.convert("LA") if transparent else im.convert("L")
+    if mode in ("LA", "La"):
+        return im.convert("LA")
+    if mode in ("RGBA", "RGBa", "PA") or (mode in ("P", "RGB") and transparent):
+        return im.convert("RGBA")
+    return im if mode == "RGB" else im.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, ...
+
+
 def _pil_to_float(im: Image.Image) -> np.ndarray:
     """Decoded Pillow image -> (H, W, C) float32 in [0, 1], C in {1 (gray), 2 (gray+alpha), 3, 4}."""
     mode = im.mode
@@ -166,17 +184,22 @@ def _pil_to_float(im: Image.Image) -> np.ndarray:
         return np.clip(a / scale, 0.0, 1.0).astype(np.float32)[..., None]
     if mode == "F":
         return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)[..., None]
-    transparent = "transparency" in im.info
-    if mode in ("1", "L"):
-        im = im.convert("LA") if transparent else im.convert("L")
-    elif mode in ("LA", "La"):
-        im = im.convert("LA")
-    elif mode in ("RGBA", "RGBa", "PA") or (mode in ("P", "RGB") and transparent):
-        im = im.convert("RGBA")
-    elif mode != "RGB":
-        im = im.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, ...
-    a = np.asarray(im, dtype=np.float32) / 255.0
+    a = np.asarray(_to_8bit_mode(im), dtype=np.float32) / 255.0
     return a[..., None] if a.ndim == 2 else a
+
+
+def pil_to_rgb8(im: Image.Image) -> Image.Image:
+    """A decoded Pillow image of any mode as 8-bit ``RGB``, or ``RGBA`` when it has alpha: the pixels
+    :func:`decode_image` gives for a file holding it, rounded to 8 bits. 16-bit (``I;16*``), 32-bit
+    (``I``) and float (``F``) grayscale are scaled to [0, 1] first (``convert("RGB")`` would clip them
+    at 255: white); palette / colour-key transparency becomes alpha. No EXIF orientation applied."""
+    if _is_high_bit(im.mode):
+        gray = Image.fromarray(_to_uint8(_pil_to_float(im)))  # (H, W) uint8, rounded as save_image does
+        return gray.convert("RGB")
+    im = _to_8bit_mode(im)
+    if im.mode == "L":
+        return im.convert("RGB")
+    return im.convert("RGBA") if im.mode == "LA" else im
 
 
 def decode_image(path: str | Path) -> np.ndarray:

@@ -27,6 +27,8 @@ class PerSceneMethod:
     method_name = ""
     #: checkpoint folders of the run, in the order they are trained (relative to ``run_dir``)
     checkpoint_dirs: tuple[str, ...] = ("checkpoints",)
+    #: the run this trainer writes (``run.json``'s id): stored in its checkpoints, checked when loading
+    run_id: str | None = None
 
     # ------------------------------------------------------------------ reopening
     def load_latest(self) -> Path:
@@ -38,6 +40,9 @@ class PerSceneMethod:
         if ckpt is None:
             raise DataError(self.run_dir / self.checkpoint_dirs[0],
                             "no checkpoint found; the run never saved (rerun `recon3d fit`)")
+        from recon3d.runtime.checkpoint import check_run_id
+
+        check_run_id(ckpt, self.run_id)
         try:
             self.load(ckpt)
         except (ValueError, KeyError, RuntimeError) as e:  # foreign, corrupt or mismatched checkpoint

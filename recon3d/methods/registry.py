@@ -122,10 +122,12 @@ class MethodSpec:
         """A trainer of this method for ``scene`` (normalized), writing into ``run_dir``."""
         return self.trainer_cls(scene, cfg, Path(run_dir), device=device)
 
-    def open(self, scene, run_dir: str | Path, device: str = "auto"):
-        """The trainer of a run folder with its newest checkpoint loaded (config from its config.json)."""
+    def open(self, scene, run_dir: str | Path, device: str = "auto", run_id: str | None = None):
+        """The trainer of a run folder with its newest checkpoint loaded (config from its config.json);
+        with ``run_id``, a checkpoint of another run is refused."""
         run_dir = Path(run_dir)
         trainer = self.build(scene, self.load_config(run_dir / "config.json"), run_dir, device)
+        trainer.run_id = run_id
         trainer.load_latest()
         return trainer
 

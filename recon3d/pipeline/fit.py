@@ -33,8 +33,11 @@ from recon3d.io.errors import DataError
 from recon3d.methods.registry import MethodSpec, get_method, names_with
 from recon3d.runtime.progress import PROGRESS_FILE, ConsoleSink, JsonlSink, Progress
 
+from recon3d.runtime.run_lock import RunBusy, RunLock
+
 from .options import FitOptions, default_out_dir, save_run_options
 from .outputs import held_out_metrics, write_orbit, write_refined_cameras
+from .run_folder import prepare_run_folder
 from .scene_source import load_fit_scene
 
 log = logging.getLogger(__name__)
@@ -67,25 +70,49 @@ def run_fit(opts: FitOptions) -> dict:
     Progress events go to ``out/progress.jsonl`` (and console bars when ``opts.progress``); a
     DataError is recorded there as an ``error`` event before it propagates."""
     spec = get_method(opts.method)
+    check_sources(opts)
     out = Path(opts.out) if opts.out is not None else default_out_dir(opts)
-    out.mkdir(parents=True, exist_ok=True)
-    events_file = out / PROGRESS_FILE
-    if not opts.resume:
-        events_file.unlink(missing_ok=True)
-    events = Progress(JsonlSink(events_file), ConsoleSink() if opts.progress else None)
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder; --out must name a folder")
     try:
-        metrics = _fit(opts, spec, out, events)
-        events.emit("done", message=str(out / "metrics.json"),
-                    **{k: metrics[k] for k in ("test_psnr", "test_ssim", "steps") if k in metrics})
-        return metrics
-    except DataError as e:
-        events.emit("error", message=str(e))
-        raise
-    except KeyboardInterrupt:
-        events.emit("error", message="interrupted")
-        raise
+        lock = RunLock(out).acquire()
+    except RunBusy as e:
+        raise DataError(out, str(e)) from None
+    try:
+        opts.run_id = prepare_run_folder(opts, out)
+        events_file = out / PROGRESS_FILE
+        if not opts.resume:
+            events_file.unlink(missing_ok=True)
+        events = Progress(JsonlSink(events_file), ConsoleSink() if opts.progress else None)
+        try:
+            metrics = _fit(opts, spec, out, events)
+            events.emit("done", message=str(out / "metrics.json"),
+                        **{k: metrics[k] for k in ("test_psnr", "test_ssim", "steps") if k in metrics})
+            return metrics
+        except DataError as e:
+            events.emit("error", message=str(e))
+            raise
+        except KeyboardInterrupt:
+            events.emit("error", message="interrupted")
+            raise
+        finally:
+            events.close()
     finally:
-        events.close()
+        lock.release()
+
+
+def check_sources(opts: FitOptions) -> None:
+    """The photo folder / dataset exists (checked before anything is written)."""
+    if (opts.data is None) == (opts.images is None):
+        raise DataError("recon3d fit", "pass exactly one of --data (posed dataset) or --images (photos)")
+    if opts.resume and opts.overwrite:
+        raise DataError("--overwrite", "cannot be combined with --resume")
+    src = Path(opts.data if opts.data is not None else opts.images)
+    if not src.exists():
+        raise DataError(src, "no such file or folder")
+    for flag, p in (("--config", opts.config), ("--vggt-checkpoint", opts.vggt_checkpoint)):
+        if p is not None and not Path(p).is_file():
+            raise DataError(p, f"{flag}: no such file")
 
 
 def _fit(opts: FitOptions, spec: MethodSpec, out: Path, events: Progress) -> dict:
@@ -102,11 +129,12 @@ def _fit(opts: FitOptions, spec: MethodSpec, out: Path, events: Progress) -> dic
     write_nerfstudio_transforms(scene, out / "transforms.json")
 
     trainer = spec.build(scene, cfg, out, device=opts.device)
+    trainer.run_id = opts.run_id
     log.info("fitting %s with %s: %d train / %d test views, %d steps, device %s", scene.name, spec.name,
              len(scene.train_indices), len(scene.test_indices), spec.get_option(cfg, "max_steps"), trainer.device)
     events.stage("fit", f"fitting {spec.name}")
     summary = trainer.fit(resume=opts.resume, progress=events)
-    metrics: dict = {"method": spec.name, "preset": opts.preset, "source": str(opts.data or opts.images),
+    metrics: dict = {"method": spec.name, "run_id": opts.run_id, "preset": opts.preset, "source": str(opts.data or opts.images),
                      **pose_info, "device": str(trainer.device), "steps": summary["steps"],
                      "train_seconds": round(summary["train_seconds"], 2), **trainer.model_facts(),
                      "train_views": len(scene.train_indices), "test_views": len(scene.test_indices)}

@@ -11,19 +11,12 @@ from recon3d.io import FORMATS
 from recon3d.io.errors import DataError
 from recon3d.methods.registry import METHOD_NAMES
 from recon3d.runtime.config import PRESET_NAMES
+from recon3d.runtime.device import check_device
 from recon3d.runtime.options import at_most, non_negative, option, positive
 
 RUN_FILE = "run.json"
 DATA_FORMATS = ("auto", *FORMATS)
 MAX_STEPS_LIMIT = 10_000_000  # a larger --max-steps is a typo, not a plan
-
-
-def check_device(text: str) -> str:
-    """``--device`` value check: a known device that exists on this machine."""
-    from recon3d.runtime.device import resolve_device
-
-    resolve_device(text)
-    return text
 
 
 @dataclass
@@ -39,7 +32,8 @@ class FitOptions:
     device: str = option("auto", "auto, cpu or cuda", check=check_device)
     backend: str | None = option(None, "rasterizer backend (splat, sugar)", choices=("auto", "torch", "gsplat"))
     out: Path | None = option(None, "output folder (default outputs/<scene>-<method>)")
-    resume: bool = option(False, "continue from the latest checkpoint in --out")
+    resume: bool = option(False, "continue the run in --out from its latest checkpoint")
+    overwrite: bool = option(False, "replace the run in --out (every file of the old run is removed first)")
     orbit_frames: int = option(48, "frames of the orbit GIF (0: none)", check=at_most(3600, non_negative))
     matcher: str = option("auto", "SfM feature matching for --images (auto: exhaustive up to 100 images)",
                           choices=("auto", "exhaustive", "sequential"))
@@ -55,6 +49,7 @@ class FitOptions:
                                                "preset's)", check=at_most(2048))
     config: Path | None = option(None, "method config JSON (a run's config.json, edited) instead of --preset")
     progress: bool = option(True, cli=False)  # console progress bars (progress.jsonl is always written)
+    run_id: str | None = option(None, cli=False)  # set by the fit: the identity its checkpoints carry
 
 
 PATH_FIELDS = tuple(f.name for f in fields(FitOptions) if "Path" in str(f.type))

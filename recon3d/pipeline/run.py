@@ -43,7 +43,7 @@ def load_run(run_dir: str | Path, device: str = "auto"):
     if latest_checkpoint(run_dir / "checkpoints") is None:
         raise DataError(run_dir / "checkpoints", "no checkpoint found; the run never saved (rerun `recon3d fit`)")
     scene = load_run_scene_of(run_dir, opts)
-    return spec.open(scene, run_dir, device=device), opts
+    return spec.open(scene, run_dir, device=device, run_id=opts.run_id), opts
 
 
 def pose_errors_against(scene, gt_scene) -> dict:

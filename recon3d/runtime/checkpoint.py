@@ -52,12 +52,43 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
     return max(found)[1] if found else None
 
 
-def prune_checkpoints(ckpt_dir: str | os.PathLike, keep: int) -> None:
-    """Delete all but the ``keep`` most recent checkpoints."""
+def prune_checkpoints(ckpt_dir: str | os.PathLike, keep: int, protect: str | os.PathLike | None = None) -> None:
+    """Delete all but the ``keep`` most recent checkpoints; ``protect`` (the one just written) is never deleted."""
     d = Path(ckpt_dir)
     found = sorted((int(m.group(1)), p) for p in d.glob("step_*.pt") if (m := _CKPT_RE.search(p.name)))
+    keep_paths = {Path(protect)} if protect is not None else set()
     for _, p in found[:-keep] if keep > 0 else []:
-        p.unlink(missing_ok=True)
+        if p not in keep_paths:
+            p.unlink(missing_ok=True)
+
+
+def checkpoint_run_id(path: str | os.PathLike) -> str | None:
+    """The run id a checkpoint carries (None for checkpoints written without one), read lazily (mmap)."""
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception:
+        state = load_checkpoint(path)
+    return state.get("run_id") if isinstance(state, dict) else None
+
+
+def check_run_id(path: str | os.PathLike, run_id: str | None) -> None:
+    """DataError when checkpoint ``path`` belongs to another run than ``run_id`` (None: no check)."""
+    if run_id is None:
+        return
+    found = checkpoint_run_id(path)
+    if found is not None and found != run_id:
+        from recon3d.io.errors import DataError
+
+        raise DataError(path, f"belongs to another run (id {found}, this run is {run_id}); refit with --overwrite")
+
+
+def save_run_checkpoint(trainer, path: str | os.PathLike) -> Path:
+    """``trainer.state_dict()`` plus the trainer's ``run_id`` (when set), written atomically."""
+    state = trainer.state_dict()
+    run_id = getattr(trainer, "run_id", None)
+    if run_id is not None:
+        state["run_id"] = run_id
+    return atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

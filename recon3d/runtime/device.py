@@ -44,3 +44,10 @@ def maybe_compile(module, mode: str, device: torch.device, probe) -> bool:
         log.warning("torch.compile unavailable here (%s: %s); running eagerly", e.__class__.__name__, str(e)[:200])
         module.compile(False)
         return False
+
+
+def check_device(text: str) -> str:
+    """``--device`` value check (for :func:`recon3d.runtime.options.option`): a known device that exists
+    on this machine; ValueError with a one-line reason otherwise."""
+    resolve_device(text)
+    return text

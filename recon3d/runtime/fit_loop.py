@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from recon3d.runtime.checkpoint import checkpoint_path, latest_checkpoint, prune_checkpoints
+from recon3d.runtime.checkpoint import (check_run_id, checkpoint_path, latest_checkpoint, prune_checkpoints,
+                                        save_run_checkpoint)
 from recon3d.runtime.progress import ConsoleSink, Progress
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,10 @@ def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: "bool |
     ``progress``: a :class:`~recon3d.runtime.progress.Progress` emitter, or True (a console bar) /
     False (log lines every ``log_every`` steps instead).
 
-    The trainer provides ``step``, ``train_step() -> dict``, ``save(path)``, ``load(path)`` and, for
+    The trainer provides ``step``, ``train_step() -> dict``, ``state_dict()``, ``load(path)`` and, for
     ``eval_every``, ``evaluate(save_renders=False, max_views=N)``. Its ``elapsed`` attribute, when it
-    has one, accumulates training seconds across resumes (it is saved in checkpoints).
+    has one, accumulates training seconds across resumes (it is saved in checkpoints). Its ``run_id``,
+    when set, goes into every checkpoint, and resuming from a checkpoint of another run is refused.
 
     Returns ``{"steps", "train_seconds", "history"}`` (history: ``{"step", "seconds", averages...}``
     every ``log_every`` steps plus ``test_psnr``/``test_ssim`` rows at evaluations).
@@ -66,6 +68,7 @@ def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: "bool |
     if resume:
         latest = latest_checkpoint(loop.ckpt_dir)
         if latest is not None:
+            check_run_id(latest, getattr(trainer, "run_id", None))
             trainer.load(latest)
             log.info("%s: resumed from %s (step %d)", loop.desc, latest, trainer.step)
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
@@ -99,8 +102,8 @@ def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: "bool |
                 log.info("%s step %d (%.0f s): %s", loop.desc, trainer.step, elapsed,
                          ", ".join(f"{k} {v:.4g}" for k, v in ema.items()))
         if loop.checkpoint_every and rel % loop.checkpoint_every == 0 and trainer.step < loop.end_step:
-            trainer.save(checkpoint_path(loop.ckpt_dir, trainer.step))
-            prune_checkpoints(loop.ckpt_dir, loop.keep_checkpoints)
+            saved = save_run_checkpoint(trainer, checkpoint_path(loop.ckpt_dir, trainer.step))
+            prune_checkpoints(loop.ckpt_dir, loop.keep_checkpoints, protect=saved)
         if loop.eval_every and rel % loop.eval_every == 0 and trainer.step < loop.end_step:
             m = trainer.evaluate(save_renders=False, max_views=loop.eval_views)
             history.append({"step": trainer.step, "seconds": round(elapsed, 2), "test_psnr": m["psnr"],
@@ -110,8 +113,8 @@ def run_fit_loop(trainer, loop: FitLoop, resume: bool = False, progress: "bool |
             if quiet:
                 log.info("%s step %d (%.0f s): test PSNR %.2f SSIM %.4f on %d views", loop.desc, trainer.step,
                          elapsed, m["psnr"], m["ssim"], m["views"])
-    trainer.save(checkpoint_path(loop.ckpt_dir, trainer.step))
-    prune_checkpoints(loop.ckpt_dir, loop.keep_checkpoints)
+    saved = save_run_checkpoint(trainer, checkpoint_path(loop.ckpt_dir, trainer.step))
+    prune_checkpoints(loop.ckpt_dir, loop.keep_checkpoints, protect=saved)
     events.emit("end", loop.desc, step=trainer.step - loop.start_step, total=total, seconds=round(elapsed, 2))
     if not isinstance(progress, Progress):
         events.close()

@@ -112,7 +112,7 @@ def _parser_for(name: str, scalar, check):
                 v = check(v)
             except ValueError as e:
                 msg = str(e)
-                raise argparse.ArgumentTypeError(f"{text!r} {msg}" if msg.startswith("must") else msg) from None
+                raise argparse.ArgumentTypeError(msg if text in msg else f"{text!r} {msg}") from None
         return v
 
     parse.__name__ = name
@@ -156,3 +156,20 @@ def from_args(cls, args: argparse.Namespace, **overrides):
     kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     kw.update(overrides)
     return cls(**kw)
+
+
+def checked(scalar=int, check: Callable | None = None) -> Callable[[str], Any]:
+    """An argparse ``type=`` for hand-written arguments: parse ``scalar`` then apply ``check``
+    (e.g. ``checked(int, positive)``); bad values give argparse's one-line error."""
+    return _parser_for(getattr(scalar, "__name__", "value"), scalar, check)
+
+
+def between(lo, hi) -> Callable:
+    """A check: ``lo <= v <= hi``."""
+
+    def check(v):
+        if v is not None and (not _finite(v) or not lo <= v <= hi):
+            raise ValueError(f"must be in [{lo}, {hi}]")
+        return v
+
+    return check

@@ -111,6 +111,7 @@ def rasterize(
     Ks: Optional[Tensor] = None,
     width: Optional[int] = None,
     height: Optional[int] = None,
+    *,
     sh_degree: Optional[int] = None,
     near: float = 0.01,
     far: float = 1e10,
@@ -119,7 +120,6 @@ def rasterize(
     antialiased: bool = False,
     tile_size: Optional[int] = None,
     eps2d: float = EPS2D,
-    *,
     means: Optional[Tensor] = None,
     quats: Optional[Tensor] = None,
     scales: Optional[Tensor] = None,
@@ -128,10 +128,11 @@ def rasterize(
 ) -> RasterOutput:
     """Differentiably render N 3D Gaussians into C pinhole cameras.
 
-    Call it as ``rasterize(gaussians, viewmats, Ks, width, height, sh_degree=..., ...)``. The older
-    keyword form ``rasterize(means=..., quats=..., scales=..., opacities=..., colors=..., viewmats=...,
-    Ks=..., width=..., height=..., ...)`` is still accepted (the five arrays are wrapped into a
-    :class:`Gaussians`, same results); new code should pass a :class:`Gaussians`.
+    Call it as ``rasterize(gaussians, viewmats, Ks, width, height, sh_degree=..., ...)`` (the options
+    after ``height`` are keyword-only). The older keyword form ``rasterize(means=..., quats=...,
+    scales=..., opacities=..., colors=..., viewmats=..., Ks=..., width=..., height=..., ...)`` is still
+    accepted (the five arrays are wrapped into a :class:`Gaussians`, bit-identical results); new code
+    should pass a :class:`Gaussians`.
 
     Args:
         gaussians: the N Gaussians, activated (see :class:`Gaussians` for shapes, units and the
@@ -182,7 +183,7 @@ def rasterize(
     return RasterOutput(**fn(gaussians, viewmats, Ks, int(width), int(height), **kwargs), backend=name)
 
 
-def rasterize_cameras(gaussians: Gaussians, cameras, sh_degree: Optional[int] = None, **kwargs) -> RasterOutput:
+def rasterize_cameras(gaussians: Gaussians, cameras, *, sh_degree: Optional[int] = None, **kwargs) -> RasterOutput:
     """:func:`rasterize` of ``gaussians`` for a :class:`recon3d.core.Cameras` batch (viewmats =
     ``cameras.w2c``, Ks = ``cameras.K``). All cameras must share one image size; lens distortion is
     not supported by the rasterizers (undistort the images first), so distorted cameras raise

@@ -162,12 +162,9 @@ class SplatTrainer(PerSceneMethod):
         return min(step // self.sh_interval, self.cfg.sh_degree)
 
     def _rasterize(self, cams: Cameras, sh_degree: int, background: Tensor | None):
-        m = self.model
-        return rasterize(
-            means=m.means, quats=m.quats, scales=m.scales, opacities=m.opacities, colors=m.sh,
-            viewmats=cams.w2c, Ks=cams.K, width=int(cams.width[0]), height=int(cams.height[0]),
-            sh_degree=sh_degree, backgrounds=background, backend=self.cfg.backend, antialiased=self.cfg.antialiased,
-        )
+        return rasterize(self.model.gaussians(), cams.w2c, cams.K, int(cams.width[0]), int(cams.height[0]),
+                         sh_degree=sh_degree, backgrounds=background, backend=self.cfg.backend,
+                         antialiased=self.cfg.antialiased)
 
     @torch.no_grad()
     def render(self, cameras: Cameras, background: Tensor | None = None) -> RenderResult:

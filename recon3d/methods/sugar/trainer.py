@@ -91,6 +91,14 @@ class SugarTrainer(PerSceneMethod):
     pose_correction = property(lambda self: self.splat.pose_correction)
 
     @property
+    def run_id(self) -> str | None:
+        return self.splat.run_id
+
+    @run_id.setter
+    def run_id(self, value: str | None) -> None:
+        self.splat.run_id = value
+
+    @property
     def step(self) -> int:
         return self.splat.step
 
@@ -232,6 +240,9 @@ class SugarTrainer(PerSceneMethod):
         self.sugar_start = self.splat.step
         sugar_ckpt = latest_checkpoint(self.sugar_dir / "checkpoints")
         if sugar_ckpt is not None:
+            from recon3d.runtime.checkpoint import check_run_id
+
+            check_run_id(sugar_ckpt, self.run_id)
             self.load(sugar_ckpt)
             log.info("loaded %s (sugar, step %d, %d Gaussians)", sugar_ckpt, self.step, len(self.model))
             return sugar_ckpt
