@@ -1,80 +1,146 @@
-"""Fit from photos: ``recon3d fit`` run in a subprocess, its output parsed into progress (no gradio here).
+"""Fit from photos: ``recon3d fit`` run in a subprocess, followed through its progress events (no gradio here).
 
 A subprocess keeps the page responsive, lets a cancelled request kill the work, and keeps a crash
-in fitting from taking the web server down. Its combined stdout/stderr is written to
-``<job>/fit.log`` and parsed line by line:
+in fitting from taking the web server down. Every ``recon3d fit`` run writes ``RUN/progress.jsonl``
+(:mod:`recon3d.runtime.progress`); :class:`FitProcess` tails it with
+:func:`~recon3d.runtime.progress.read_events` while the process runs, and :func:`apply_event` folds
+each event into the :class:`FitProgress` the page shows:
 
-- tqdm bars (``splat:  45%|####  | 450/1000 [...]``) -> :class:`FitProgress` with a fraction;
-- log lines (``12:00:01 INFO recon3d.sfm...: SfM: registered 48 of 48 images``) -> the stage text;
-- ``recon3d fit: error: <problem>`` (exit status 2) -> the message shown in the page.
+- ``stage`` -> the stage line (``sfm: structure from motion (pycolmap)``);
+- ``start`` / ``step`` / ``end`` -> the counted phase: step of total, percent, latest loss / PSNR;
+- ``eval`` and ``log`` -> recent lines (held-out PSNR / SSIM during training, SfM registration);
+- ``done`` -> the final metrics; ``error`` -> the one-line message shown in the page.
+
+The process's stdout/stderr (console bars, log lines, a traceback) go to ``<job>/fit.log``. Its tail
+gives the message only when the run fails without an ``error`` event: a bad flag
+(``recon3d fit: error: ...``) or a crash (the exception line; the traceback stays in the log).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
 from recon3d.io.errors import DataError
-from recon3d.pipeline.fit import POSE_OPT_METHODS
+from recon3d.methods.registry import METHOD_NAMES, get_method, names_with
+from recon3d.runtime.config import PRESET_NAMES
+from recon3d.runtime.progress import PROGRESS_FILE, Event, read_events
 
-_TQDM = re.compile(r"^\s*(?P<desc>[\w .-]+?):\s*(?P<pct>\d+)%\|.*?\|\s*(?P<n>\d+)/(?P<total>\d+)")
-_LOG = re.compile(r"^\d\d:\d\d:\d\d (?P<level>[A-Z]+) (?P<name>[\w.]+): (?P<msg>.*)$")
+log = logging.getLogger(__name__)
+
 _ERROR = re.compile(r"^recon3d \w+: error: (?P<msg>.*)$")
 _EXC = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(Error|Exception|Interrupt)): (?P<msg>.*)$")
+_TAIL_BYTES = 64 * 1024  # of fit.log read for the error of a failed run
+_MAX_TEXT = 160
 
 
 @dataclass
 class FitProgress:
-    """What the page shows while a fit runs."""
+    """What the page shows while a fit runs (built from progress events by :func:`apply_event`)."""
 
-    stage: str = "starting"
-    bar: Optional[str] = None  # tqdm description: "splat", "sugar", "nerf", ...
-    done: int = 0
+    stage: str = "starting"  # the current stage: "sfm: structure from motion (pycolmap)"
+    phase: Optional[str] = None  # the counted phase under way: "splat", "sugar", "nerf", ...
+    done: int = 0  # its step and total
     total: int = 0
-    lines: list[str] = field(default_factory=list)  # recent log messages, newest last
+    values: dict = field(default_factory=dict)  # its latest step values: loss, psnr, gaussians, ...
+    lines: list[str] = field(default_factory=list)  # recent stages, evaluations, messages; newest last
+    metrics: dict = field(default_factory=dict)  # the ``done`` event's values: test_psnr, test_ssim, steps
+    finished: bool = False  # a ``done`` event arrived
     error: Optional[str] = None  # the one-line user-facing error, once known
     last_exception: Optional[str] = None  # "TypeError: ..." of an unexpected crash (no traceback)
 
     @property
     def fraction(self) -> Optional[float]:
-        return self.done / self.total if self.total else None
+        """Done fraction of the counted phase, None between phases."""
+        return min(1.0, self.done / self.total) if self.phase and self.total else None
 
     def describe(self) -> str:
-        if self.bar and self.total:
-            return f"{self.bar}: step {self.done} / {self.total}"
-        return self.stage
+        """One line: ``splat: step 450 / 1000 (45%), loss 0.0123, PSNR 24.10 dB`` in a counted phase,
+        else the stage."""
+        if not (self.phase and self.total):
+            return self.stage
+        text = f"{self.phase}: step {self.done} / {self.total} ({100 * self.done // self.total}%)"
+        shown = format_values(self.values)
+        return f"{text}, {shown}" if shown else text
 
 
-def parse_line(line: str, state: FitProgress, keep: int = 8) -> FitProgress:
-    """Update ``state`` from one line of ``recon3d fit`` output (tqdm chunks split on ``\\r`` too)."""
-    line = line.strip()
-    if not line:
-        return state
-    if m := _TQDM.match(line):
-        state.bar, state.done, state.total = m["desc"].strip(), int(m["n"]), int(m["total"])
-        state.stage = f"{state.bar} optimization"
-        return state
-    if m := _ERROR.match(line):
-        state.error = m["msg"]
-        return state
-    if m := _LOG.match(line):
-        msg = m["msg"]
-        if state.total and state.done >= state.total:  # a finished bar gives way to the next stage
-            state.bar, state.done, state.total = None, 0, 0
-        if m["level"] in ("INFO", "WARNING", "ERROR"):
-            state.stage = msg if len(msg) <= 160 else msg[:157] + "..."
-            state.lines = (state.lines + [f"{m['level'].lower()}: {msg}"])[-keep:]
-        return state
-    if (m := _EXC.match(line)) and state.error is None:
-        state.last_exception = f"{m['type'].rsplit('.', 1)[-1]}: {m['msg']}"
+def format_values(values: dict) -> str:
+    """``loss 0.0123, PSNR 24.10 dB, gaussians 12000`` (numbers only, in the order given)."""
+    parts = []
+    for k, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if k == "psnr":
+            parts.append(f"PSNR {v:.2f} dB")
+        elif k == "ssim":
+            parts.append(f"SSIM {v:.4f}")
+        else:
+            parts.append(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4g}")
+    return ", ".join(parts)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+
+
+def apply_event(state: FitProgress, ev: Event, keep: int = 8) -> FitProgress:
+    """Update ``state`` from one progress event of ``recon3d fit`` (see the module docstring)."""
+
+    def add(line: str) -> None:
+        state.lines = (state.lines + [_short(line)])[-keep:]
+
+    if ev.kind == "stage":
+        state.phase, state.done, state.total, state.values = None, 0, 0, {}
+        state.stage = _short(f"{ev.stage}: {ev.message}" if ev.message else ev.stage or "working")
+        add(state.stage)
+    elif ev.kind in ("start", "step", "end"):
+        phase = ev.stage or state.phase or "fit"
+        if ev.kind == "start" or phase != state.phase:
+            state.values = {}
+        state.phase, state.total = phase, int(ev.total or state.total or 0)
+        state.done = int(ev.step or 0)
+        state.stage = f"{phase} optimization"
+        if ev.kind == "end":
+            state.done = max(state.done, state.total)
+            secs = ev.values.get("seconds")
+            add(f"{phase}: {state.done} steps" + (f" in {secs:.0f} s" if isinstance(secs, (int, float)) else ""))
+        else:
+            state.values.update(ev.values)
+    elif ev.kind == "eval":
+        shown = format_values({k: ev.values[k] for k in ("psnr", "ssim") if k in ev.values})
+        add(f"{ev.stage or 'fit'} step {ev.step}: test {shown}" if shown else f"{ev.stage} step {ev.step}: evaluated")
+    elif ev.kind == "log":
+        add(f"{ev.stage}: {ev.message}" if ev.stage else ev.message)
+    elif ev.kind == "done":
+        state.finished, state.metrics = True, dict(ev.values)
+        state.phase, state.done, state.total, state.values = None, 0, 0, {}
+        shown = format_values({k.removeprefix("test_"): v for k, v in ev.values.items()
+                               if k in ("test_psnr", "test_ssim")})
+        state.stage = "finished" + (f": test {shown}" if shown else "")
+        add(state.stage)
+    elif ev.kind == "error":
+        state.error = ev.message or "fitting failed"
     return state
+
+
+def errors_in_output(text: str) -> tuple[Optional[str], Optional[str]]:
+    """(the CLI's own ``recon3d fit: error:`` message, the last ``SomeError: ...`` line) in ``text``,
+    output of ``recon3d fit`` (tqdm chunks split on ``\\r`` too); None for what is not there."""
+    cli_error = exception = None
+    for line in re.split(r"[\r\n]", text):
+        line = line.strip()
+        if m := _ERROR.match(line):
+            cli_error = m["msg"]
+        elif m := _EXC.match(line):
+            exception = f"{m['type'].rsplit('.', 1)[-1]}: {m['msg']}"
+    return cli_error, exception
 
 
 def fit_command(photos: Path, run_dir: Path, *, method: str, preset: str, steps: int, orbit_frames: int,
@@ -86,16 +152,21 @@ def fit_command(photos: Path, run_dir: Path, *, method: str, preset: str, steps:
     return cmd + ["--pose-opt"] if pose_opt else cmd
 
 
-def validate_fit_request(method: str, preset: str, steps, methods: tuple[str, ...], max_steps: int,
-                         pose_opt: bool = False) -> int:
-    """DataError unless method/preset are known, ``steps`` is an integer in [1, max_steps] and pose
-    refinement, if asked for, is available for the method; returns steps."""
-    if method not in methods:
-        raise DataError("method", f"unknown method {method!r}; choose one of {', '.join(methods)}")
-    if pose_opt and method not in POSE_OPT_METHODS:
-        raise DataError("pose refinement", f"is available for {' and '.join(POSE_OPT_METHODS)}, not {method}")
-    if preset not in ("quick", "default", "high"):
-        raise DataError("preset", f"unknown preset {preset!r}")
+def events_file(run_dir: Path) -> Path:
+    """Where ``recon3d fit --out run_dir`` writes its progress events."""
+    return Path(run_dir) / PROGRESS_FILE
+
+
+def validate_fit_request(method: str, preset: str, steps, *, max_steps: int, pose_opt: bool = False) -> int:
+    """DataError unless ``method`` is a registered method, ``preset`` a preset name, ``steps`` an integer
+    in [1, max_steps] and pose refinement, if asked for, is available for the method (the message of
+    ``recon3d fit``); returns steps."""
+    spec = get_method(method)  # DataError "--method: unknown method ..." for a name not registered
+    if pose_opt and not spec.supports("pose_opt"):
+        raise DataError("--pose-opt", f"pose refinement is available for --method "
+                                      f"{' and '.join(names_with('pose_opt'))}, not {spec.name}")
+    if preset not in PRESET_NAMES:
+        raise DataError("preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
     try:
         n = int(steps)
     except (TypeError, ValueError):
@@ -105,52 +176,72 @@ def validate_fit_request(method: str, preset: str, steps, methods: tuple[str, ..
     return n
 
 
-class FitProcess:
-    """One ``recon3d fit`` subprocess; a reader thread parses its output into :attr:`progress`.
+def fit_methods() -> tuple[str, ...]:
+    """The methods the page offers: every registered one, in registry order."""
+    return METHOD_NAMES
 
-    Use as a context manager: leaving the block (finished, failed, or the request cancelled) kills
-    the process if it is still running.
+
+class FitProcess:
+    """One ``recon3d fit`` subprocess, followed through its progress events (``events_path``).
+
+    Its output goes to ``log_path``. Call :meth:`poll` (or iterate :func:`follow`) to fold new
+    events into :attr:`progress`. Use as a context manager: leaving the block (finished, failed, or
+    the request cancelled) kills the process if it is still running.
     """
 
-    def __init__(self, cmd: list[str], log_path: Path, cwd: Optional[Path] = None,
+    def __init__(self, cmd: list[str], log_path: Path, events_path: Path, cwd: Optional[Path] = None,
                  hide_prefix: Optional[str] = None) -> None:
-        self.cmd, self.log_path, self.cwd = cmd, Path(log_path), cwd
+        self.cmd, self.log_path, self.events_path, self.cwd = cmd, Path(log_path), Path(events_path), cwd
         self.hide_prefix = hide_prefix  # server folder removed from messages shown in the page
         self.progress = FitProgress()
         self.proc: Optional[subprocess.Popen] = None
-        self._reader: Optional[threading.Thread] = None
-        self._lock = threading.Lock()
+        self.output_tail = ""  # the end of the process's output, once it has exited
+        self._offset = 0
+        self._log = None
+        self._stopped: Optional[str] = None  # why the app stopped it (timeout)
+        self._rc: Optional[int] = None
 
     def __enter__(self) -> "FitProcess":
-        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=self.cmd[self.cmd.index("--threads") + 1])
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                     env=env, start_new_session=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        threads = self.cmd[self.cmd.index("--threads") + 1] if "--threads" in self.cmd else "1"
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=threads)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=self.cwd, env=env, start_new_session=True)
         return self
 
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        buf = b""
-        with open(self.log_path, "wb") as log:
-            while chunk := self.proc.stdout.read1(4096):  # type: ignore[attr-defined]
-                log.write(chunk)
-                log.flush()
-                buf += chunk
-                *parts, buf = re.split(rb"[\r\n]", buf)
-                with self._lock:
-                    for p in parts:
-                        parse_line(p.decode("utf-8", "replace"), self.progress)
-            if buf:
-                with self._lock:
-                    parse_line(buf.decode("utf-8", "replace"), self.progress)
+    def _read_events(self) -> None:
+        try:
+            if self.events_path.stat().st_size < self._offset:  # the file was started anew
+                self._offset, self.progress = 0, FitProgress()
+        except FileNotFoundError:
+            return
+        events, self._offset = read_events(self.events_path, self._offset)
+        for ev in events:
+            apply_event(self.progress, ev)
+
+    def _read_output_tail(self) -> None:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - _TAIL_BYTES))
+                self.output_tail = f.read().decode("utf-8", "replace")
+        except OSError:
+            self.output_tail = ""
+        cli_error, exception = errors_in_output(self.output_tail)
+        if self.progress.error is None and cli_error:
+            self.progress.error = cli_error
+        if exception:
+            self.progress.last_exception = exception
 
     def poll(self) -> Optional[int]:
-        """The exit status once finished (output fully parsed), else None."""
+        """The exit status once finished (all its events read), else None; new events are applied."""
         assert self.proc is not None
         rc = self.proc.poll()
-        if rc is not None and self._reader is not None:
-            self._reader.join(timeout=5)
+        self._read_events()
+        if rc is not None and self._rc is None:
+            self._rc = rc
+            if rc != 0:
+                self._read_output_tail()
         return rc
 
     def _hide(self, text: Optional[str]) -> Optional[str]:
@@ -161,18 +252,24 @@ class FitProcess:
 
     def snapshot(self) -> FitProgress:
         """A copy of the progress so far, server folders removed from its messages."""
-        with self._lock:
-            p = self.progress
-            return FitProgress(self._hide(p.stage), p.bar, p.done, p.total, [self._hide(x) for x in p.lines],
-                               self._hide(p.error), self._hide(p.last_exception))
+        p = self.progress
+        return FitProgress(self._hide(p.stage), p.phase, p.done, p.total, dict(p.values),
+                           [self._hide(x) for x in p.lines], dict(p.metrics), p.finished,
+                           self._hide(self._stopped or p.error), self._hide(p.last_exception))
 
     def error_message(self, rc: int) -> str:
-        """A one-line message for a failed run: the CLI's own error, else the last exception line."""
+        """A one-line message for a failed run: why the app stopped it, the run's ``error`` event (or
+        the CLI's error line), else the last exception line, else the exit status."""
         p = self.progress
-        msg = p.error or p.last_exception or f"fitting stopped with exit status {rc}"
-        if rc < 0 and not p.error:
+        msg = self._stopped or p.error or p.last_exception or f"fitting stopped with exit status {rc}"
+        if rc < 0 and not (self._stopped or p.error):
             msg = "fitting was stopped (killed by a signal; out of memory?)"
         return self._hide(msg)
+
+    def stop(self, reason: str) -> None:
+        """Kill the process; ``reason`` becomes its error message."""
+        self._stopped = reason
+        self.kill()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -182,15 +279,14 @@ class FitProcess:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 try:
                     os.killpg(self.proc.pid, 9)
-                except ProcessLookupError:
+                    self.proc.wait(timeout=10)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
                     pass
 
     def __exit__(self, *exc) -> None:
         self.kill()
-        if self.proc is not None and self.proc.stdout is not None:
-            if self._reader is not None:
-                self._reader.join(timeout=5)
-            self.proc.stdout.close()
+        if self._log is not None:
+            self._log.close()
 
 
 def follow(proc: FitProcess, timeout_s: float, interval_s: float = 1.0) -> Iterator[FitProgress]:
@@ -200,9 +296,7 @@ def follow(proc: FitProcess, timeout_s: float, interval_s: float = 1.0) -> Itera
     t0 = time.monotonic()
     while proc.poll() is None:
         if time.monotonic() - t0 > timeout_s:
-            proc.kill()
-            with proc._lock:
-                proc.progress.error = f"fitting took longer than {timeout_s / 60:.0f} minutes and was stopped"
+            proc.stop(f"fitting took longer than {timeout_s / 60:.0f} minutes and was stopped")
             break
         yield proc.snapshot()
         time.sleep(interval_s)

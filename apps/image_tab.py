@@ -2,14 +2,15 @@
 
 Each request gets its own folder ``workdir/jobs/<job id>/`` holding ``inputs/`` (the checked,
 sanitized copy of the upload) and ``out/`` (what :func:`recon3d.feedforward.predict.image_to_3d`
-writes). The model list holds only models whose shipped checkpoint exists.
+writes), made by the bounded store :func:`apps.jobs.image_jobs`: the folder is held (kept from the
+bound) until the caller releases or discards it. The model list holds only models whose shipped
+checkpoint exists.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from recon3d.io.atomic import atomic_path
 from recon3d.io.errors import DataError
 from recon3d.io.images import IMAGE_EXTENSIONS
 
-from .safety import check_image, new_job_dir, sanitize_filename
+from .jobs import image_jobs
+from .safety import check_image, sanitize_filename
 from .settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def run_image_to_3d(settings: AppSettings, upload: Optional[str | os.PathLike], 
 
     ``upload``: server path of the uploaded (or example) file; ``user_name``: the name the user gave it;
     ``texture``: bake a UV texture into the mesh (GLB/OBJ) instead of vertex colours only.
+    The result's job folder stays held in :func:`apps.jobs.image_jobs` until the caller discards it.
     """
     if upload is None or str(upload) == "":
         raise DataError("image", "upload a photo or pick one of the examples first")
@@ -105,7 +108,8 @@ def run_image_to_3d(settings: AppSettings, upload: Optional[str | os.PathLike], 
     from recon3d.feedforward.predict import image_to_3d
 
     shown_name = sanitize_filename(user_name or Path(upload).name, "image")
-    job = new_job_dir(settings.jobs_dir, os.path.splitext(shown_name)[0])
+    jobs = image_jobs(settings)
+    job = jobs.create(os.path.splitext(shown_name)[0])
     try:
         checked = check_image(upload, job / "inputs", original_name=shown_name, max_side=settings.max_side,
                               max_pixels=settings.max_pixels)
@@ -116,7 +120,7 @@ def run_image_to_3d(settings: AppSettings, upload: Optional[str | os.PathLike], 
         except DataError as e:  # e.g. "no object found": name the user's file, never a server path
             raise DataError(shown_name if e.path.name == checked.path.name else e.path.name, e.problem) from None
     except BaseException:
-        shutil.rmtree(job, ignore_errors=True)  # a failed request leaves nothing behind
+        jobs.discard(job)  # a failed request leaves nothing behind
         raise
     seconds = time.perf_counter() - t0
     notices = ([checked.notice] if checked.notice else []) + [n.replace(checked.path.name, shown_name)

@@ -31,7 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from recon3d.io.atomic import atomic_path
 from recon3d.io.errors import DataError
-from recon3d.io.images import IMAGE_EXTENSIONS
+from recon3d.io.images import IMAGE_EXTENSIONS, pil_to_rgb8
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,11 @@ def _open_checked(src: Path, name: str, max_pixels: int) -> Image.Image:
 def check_image(src: str | os.PathLike, dst_dir: str | os.PathLike, *, original_name: str | None = None,
                 max_side: int = 1024, max_pixels: int = 50_000_000, taken: set[str] | None = None) -> CheckedImage:
     """Decode an uploaded image fully, turn it upright, downscale it if a side exceeds ``max_side``,
-    and write it as PNG (alpha kept) to ``dst_dir/<sanitized stem>.png``.
+    and write it as an 8-bit PNG (RGB, or RGBA when it has alpha) to ``dst_dir/<sanitized stem>.png``.
+
+    Colour modes are normalized by :func:`recon3d.io.images.pil_to_rgb8`, as the command line's loader
+    does, so every file ``recon3d`` reads (16-bit and 32-bit grayscale, palette, gray + alpha, CMYK...)
+    gives the app the pixels :func:`recon3d.io.images.load_image` gives, to 8-bit rounding.
 
     Raises DataError (naming ``original_name``) for a non-image suffix, an undecodable or truncated
     file, or more than ``max_pixels`` pixels. The returned ``notice`` says when it was downscaled.
@@ -141,9 +145,7 @@ def check_image(src: str | os.PathLike, dst_dir: str | os.PathLike, *, original_
     try:
         with im:
             im.load()  # decodes everything: truncated / corrupt data fails here
-            im = ImageOps.exif_transpose(im)
-            if im.mode not in ("RGB", "RGBA"):
-                im = im.convert("RGBA" if ("A" in im.mode or "transparency" in im.info) else "RGB")
+            im = pil_to_rgb8(ImageOps.exif_transpose(im))  # not convert("RGB"): it clips 16-bit gray to white
     except DataError:
         raise
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for damaged data

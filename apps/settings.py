@@ -7,12 +7,19 @@ Every file the app writes lives under ``workdir``::
       jobs/<job id>/     one folder per image-to-3D request: inputs/ (sanitized copies), out/
       runs/<job id>/     one folder per fit request: photos/ (sanitized copies), run/ (the fit run folder)
 
+Both folders are bounded (:mod:`apps.jobs`): at most ``max_jobs`` image-to-3D jobs and ``max_fit_runs``
+fit runs are kept (and none older than ``max_job_age_h`` hours when that is set); older ones are
+removed, oldest first, except those a live session is still running or showing.
+
 The viewer reads run folders only under ``runs_roots`` (``workdir/runs`` first, then ``outputs/`` by
 default); nothing else on disk is reachable through the page.
 
 Environment: ``RECON3D_APP_FAST=1`` (used by the browser tests) lowers the mesh resolution and the
 number of turntable frames and novel views so an image-to-3D request takes seconds on a CPU;
-``RECON3D_APP_DEVICE`` picks the device; ``RECON3D_APP_DENSITY_THRESHOLD`` overrides the mesh iso-level.
+``RECON3D_APP_DEVICE`` picks the device; ``RECON3D_APP_DENSITY_THRESHOLD`` overrides the mesh iso-level;
+``RECON3D_APP_MAX_JOBS``, ``RECON3D_APP_MAX_FIT_RUNS`` and ``RECON3D_APP_MAX_JOB_AGE_H`` bound the job
+folders. The image-to-3D defaults (mesh resolution, turntable frames, views, iso-level, device) are
+``recon3d predict``'s (:data:`recon3d.feedforward.options.DEFAULTS`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from recon3d.feedforward.options import DEFAULTS as PREDICT
 from recon3d.runtime.config import ConfigIO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +37,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_number(name: str, kind=int):
+    """``$name`` as a number >= 0 (None when unset or empty); ValueError naming the variable otherwise."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        v = kind(text)
+    except ValueError:
+        v = -1
+    if not v >= 0:
+        raise ValueError(f"{name} must be a {'whole ' if kind is int else ''}number >= 0, got {text!r}")
+    return v
 
 
 @dataclass
@@ -46,7 +68,7 @@ class AppSettings(ConfigIO):
     #: the bundled photo set offered by the fit tab
     example_scene: str = str(REPO_ROOT / "data" / "sample_scene" / "images")
     #: device for image-to-3D and fits: auto (CUDA when available), cpu or cuda
-    device: str = "auto"
+    device: str = PREDICT.device
     #: a side longer than this (pixels) is downscaled with a notice
     max_side: int = 1024
     #: images with more pixels than this are refused outright (decompression bombs)
@@ -64,21 +86,29 @@ class AppSettings(ConfigIO):
     fit_steps: int = 300
     fit_max_steps: int = 30_000
     fit_threads: int = 1
-    #: image-to-3D knobs (fast mode lowers them)
-    mesh_resolution: int = 96
-    orbit_frames: int = 32  # a multiple of num_views: the views are taken from the orbit frames
-    num_views: int = 8
+    #: image-to-3D knobs, ``recon3d predict``'s defaults (fast mode lowers them); orbit_frames is also
+    #: the fits' turntable length
+    mesh_resolution: int = PREDICT.mesh_resolution
+    orbit_frames: int = PREDICT.orbit_frames  # a multiple of num_views: the views are taken from the orbit frames
+    num_views: int = PREDICT.num_views
     #: UV texture size baked when the user ticks "UV texture" (xatlas unwrap; ~25 s for a detailed mesh)
     texture_size: int = 1024
     #: iso-level of the mesh in 1/world units (None: the model's own ``mesh_density_threshold``)
-    density_threshold: Optional[float] = None
+    density_threshold: Optional[float] = PREDICT.density_threshold
     fast: bool = False
     #: wall-clock limit of one fit subprocess, seconds
     fit_timeout_s: int = 3 * 3600
+    #: most image-to-3D job folders kept in ``workdir/jobs`` (0: no limit); older ones are removed
+    max_jobs: int = 20
+    #: most fit run folders kept in ``workdir/runs`` (0: no limit)
+    max_fit_runs: int = 10
+    #: job folders and fit runs older than this many hours are removed too (0: no age limit)
+    max_job_age_h: float = 0.0
 
     @classmethod
     def from_env(cls, **overrides) -> "AppSettings":
-        """Defaults, then ``RECON3D_APP_FAST``/``RECON3D_APP_DEVICE``, then ``overrides`` (None ignored)."""
+        """Defaults, then the ``RECON3D_APP_*`` variables (see the module docstring), then ``overrides``
+        (None ignored). ValueError for a variable that is not a number where one is needed."""
         s = cls()
         if _env_flag("RECON3D_APP_FAST"):
             s.fast = True
@@ -86,6 +116,11 @@ class AppSettings(ConfigIO):
             s.device = os.environ["RECON3D_APP_DEVICE"]
         if os.environ.get("RECON3D_APP_DENSITY_THRESHOLD"):
             s.density_threshold = float(os.environ["RECON3D_APP_DENSITY_THRESHOLD"])
+        for key, name, kind in (("max_jobs", "RECON3D_APP_MAX_JOBS", int),
+                                ("max_fit_runs", "RECON3D_APP_MAX_FIT_RUNS", int),
+                                ("max_job_age_h", "RECON3D_APP_MAX_JOB_AGE_H", float)):
+            if (v := _env_number(name, kind)) is not None:
+                setattr(s, key, v)
         for k, v in overrides.items():
             if v is not None:
                 setattr(s, k, v)

@@ -3,21 +3,27 @@
 The only module that imports gradio. Handlers never let an exception reach Gradio: input problems
 (:class:`DataError`) become a one-line message in the tab's status box; anything else is logged with
 its traceback on the server and shown as a short "internal error" line.
+
+Each tab keeps, per browser session (``gr.State``), the job folder whose results it shows, held in
+its :mod:`apps.jobs` store so the folder bound never removes it; the next request of that session
+(or the session's end) lets it go: image-to-3D results are deleted then, fit runs stay for the viewer
+until the bound removes them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import gradio as gr
 
 from recon3d.io.errors import DataError
+from recon3d.methods.registry import get_method, names_with
+from recon3d.runtime.config import PRESET_NAMES
 
-from . import fit_tab, image_tab, viewer_tab
-from .safety import collect_photos, new_job_dir
+from . import fit_tab, image_tab, jobs, viewer_tab
+from .safety import collect_photos
 from .settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -38,10 +44,10 @@ def _err(e: BaseException) -> str:
     return f"**Internal error** ({type(e).__name__}); the server log has the details."
 
 
-def _fit_methods() -> tuple[str, ...]:
-    from recon3d.pipeline.fit import METHODS
-
-    return tuple(METHODS)
+def _shown_state(store: jobs.JobStore, discard: bool) -> gr.State:
+    """Per-session state: the job folder whose results a tab shows (held in ``store``); when the
+    session ends it is discarded (deleted) or released (left to the bound)."""
+    return gr.State(None, delete_callback=lambda shown: (store.discard if discard else store.release)(shown))
 
 
 # ------------------------------------------------------------------------------ image to 3D
@@ -73,23 +79,28 @@ def _image_tab(settings: AppSettings) -> None:
                 views = gr.Gallery(label="Novel views", columns=4, height=240, elem_id="i2d-views")
             files = gr.File(label="Downloads (GLB, OBJ zip, PLY)", file_count="multiple", interactive=False,
                             elem_id="i2d-downloads")
+    store = jobs.image_jobs(settings)
+    shown = _shown_state(store, discard=True)
 
-    def handler(path, model_name, bake_texture):
+    def handler(path, model_name, bake_texture, previous):
+        store.discard(previous)  # this session's last result is replaced now: its files go
         try:
             r = image_tab.run_image_to_3d(settings, path, model_name, user_name=Path(path).name if path else None,
                                           texture=bool(bake_texture))
         except Exception as e:  # noqa: BLE001 - every failure becomes a message in the page
-            return _err(e), None, None, None, None, None
+            return _err(e), None, None, None, None, None, None
         return (_ok(r.summary, r.notices), str(r.model_input), str(r.glb) if r.glb else None,
-                str(r.turntable) if r.turntable else None, [str(p) for p in r.views], [str(p) for p in r.downloads])
+                str(r.turntable) if r.turntable else None, [str(p) for p in r.views], [str(p) for p in r.downloads],
+                str(r.job_dir))
 
-    run.click(handler, [upload, model, texture], [status, seen, view3d, turntable, views, files],
+    run.click(handler, [upload, model, texture, shown], [status, seen, view3d, turntable, views, files, shown],
               concurrency_limit=1, concurrency_id="image_to_3d", show_progress="full", show_progress_on=[view3d])
 
 
 # -------------------------------------------------------------------------- fit from photos
 def _fit_tab(settings: AppSettings) -> None:
-    methods = _fit_methods()
+    methods = fit_tab.fit_methods()
+    refiners = names_with("pose_opt")
     sample = Path(settings.example_scene)
     with gr.Row():
         with gr.Column(scale=1):
@@ -101,18 +112,17 @@ def _fit_tab(settings: AppSettings) -> None:
             with gr.Row():
                 method = gr.Dropdown(list(methods), value="splat" if "splat" in methods else methods[0],
                                      label="Method", elem_id="fit-method",
-                                     info="splat: Gaussian splats (fastest); sugar: splats + a mesh; "
-                                          "nerf, sdf: neural fields + a mesh")
-                preset = gr.Radio(["quick", "default", "high"], value=settings.fit_preset, label="Preset")
+                                     info="; ".join(f"{m}: {get_method(m).summary}" for m in methods))
+                preset = gr.Radio(list(PRESET_NAMES), value=settings.fit_preset, label="Preset")
             steps = gr.Number(value=settings.fit_steps, precision=0, minimum=1, maximum=settings.fit_max_steps,
                               label="Optimization steps of the first stage (more: sharper, slower)",
                               elem_id="fit-steps")
-            pose_opt = gr.Checkbox(label="Refine camera poses while fitting (splat, sugar; for poses a little off)",
-                                   value=False, elem_id="fit-pose-opt")
+            pose_opt = gr.Checkbox(label=f"Refine camera poses while fitting ({', '.join(refiners)}; "
+                                         "for poses a little off)", value=False, elem_id="fit-pose-opt")
             run = gr.Button("Fit", variant="primary", elem_id="fit-run")
             status = gr.Markdown("", elem_id="fit-status", elem_classes="status-box")
         with gr.Column(scale=2):
-            view3d = gr.Model3D(label="Result (mesh, or Gaussian splats for --method splat)",
+            view3d = gr.Model3D(label="Result (the mesh, or the Gaussian splats of methods without one)",
                                 clear_color=(0.95, 0.95, 0.95, 1.0), height=420, elem_id="fit-model3d")
             with gr.Row():
                 orbit = gr.Image(label="Turntable", type="filepath", interactive=False, height=240)
@@ -120,59 +130,76 @@ def _fit_tab(settings: AppSettings) -> None:
             renders = gr.Gallery(label="Held-out views rendered by the fitted model", columns=6, height=200)
             files = gr.File(label="Downloads", file_count="multiple", interactive=False)
 
-    def handler(uploads, sample_on, method_name, preset_name, n_steps, refine_poses, progress=gr.Progress()):
-        skip = gr.skip()
-        job = None
-        try:
-            n = fit_tab.validate_fit_request(method_name, preset_name, n_steps, methods, settings.fit_max_steps,
-                                             pose_opt=bool(refine_poses))
-            if sample_on:
-                if not sample.is_dir():
-                    raise DataError("sample scene", "is not installed")
-                job, src, notices = new_job_dir(settings.fit_runs_dir, "sample"), sample, []
-            else:
-                if not uploads:
-                    raise DataError("photos", "upload photos or a zip of them, or tick the sample scene")
-                job = new_job_dir(settings.fit_runs_dir, "photos")
-                ps = collect_photos([(p, Path(p).name) for p in uploads], job / "photos",
-                                    min_photos=settings.min_photos, max_photos=settings.max_photos,
-                                    max_pixels=settings.max_pixels, max_zip_members=settings.max_zip_members,
-                                    max_zip_bytes=settings.max_zip_bytes)
-                src, notices = ps.folder, ps.notices
-        except Exception as e:  # noqa: BLE001
-            if job is not None:  # nothing to keep from a request refused before fitting
-                shutil.rmtree(job, ignore_errors=True)
-            yield _err(e), None, None, "", None, None
-            return
-        cmd = fit_tab.fit_command(src, job / "run", method=method_name, preset=preset_name, steps=n,
-                                  orbit_frames=settings.orbit_frames, threads=settings.fit_threads,
-                                  device=settings.device, pose_opt=bool(refine_poses))
-        notes = "".join(f"\n\n**Note:** {x}" for x in notices)
-        try:
-            with fit_tab.FitProcess(cmd, job / "fit.log", hide_prefix=str(job)) as proc:
-                for snap in fit_tab.follow(proc, settings.fit_timeout_s):
-                    progress(snap.fraction, desc=snap.describe())
-                    recent = "\n".join(f"- {x}" for x in snap.lines[-4:])
-                    yield f"**Running:** {snap.describe()}{notes}\n\n{recent}", skip, skip, skip, skip, skip
-                rc = proc.poll()
-                if rc != 0:
-                    yield f"**Error:** {proc.error_message(rc)}", None, None, "", None, None
-                    return
-            view = viewer_tab.load_run_view(job / "run")
-        except Exception as e:  # noqa: BLE001
-            yield _err(e), None, None, "", None, None
-            return
-        shown = view.mesh or view.splats
-        what = ("the mesh" if view.mesh else "the Gaussian splats" if view.splats
-                else "no 3D file (" + str(view.metrics.get("mesh_note", "none was written")) + ")")
-        rel = f"app/{job.name}/run"  # the viewer's label: the app's own runs root comes first, as "app"
-        yield (_ok(f"Fitted in {view.metrics.get('total_seconds', '?')} s; showing {what}. "
-                   f"The run is listed in the Viewer tab as `{rel}`.", notices),
-               str(shown) if shown else None, str(view.orbit) if view.orbit else None,
-               viewer_tab.metrics_markdown(view.metrics), [str(p) for p in view.renders],
-               [str(p) for p in view.downloads])
+    store = jobs.fit_runs(settings)
+    shown = _shown_state(store, discard=False)
+    failed = (None, None, "", None, None, None)  # after the status line: outputs cleared, nothing held
 
-    run.click(handler, [photos, use_sample, method, preset, steps, pose_opt], [status, view3d, orbit, metrics, renders, files],
+    def handler(uploads, sample_on, method_name, preset_name, n_steps, refine_poses, previous,
+                progress=gr.Progress()):
+        skip = gr.skip()
+        store.release(previous)  # this session's last result gives way; the viewer lists it until the bound
+        job, kept = None, False
+        try:
+            try:
+                n = fit_tab.validate_fit_request(method_name, preset_name, n_steps, max_steps=settings.fit_max_steps,
+                                                 pose_opt=bool(refine_poses))
+                if sample_on:
+                    if not sample.is_dir():
+                        raise DataError("sample scene", "is not installed")
+                    job, src, notices = store.create("sample"), sample, []
+                else:
+                    if not uploads:
+                        raise DataError("photos", "upload photos or a zip of them, or tick the sample scene")
+                    job = store.create("photos")
+                    ps = collect_photos([(p, Path(p).name) for p in uploads], job / "photos",
+                                        min_photos=settings.min_photos, max_photos=settings.max_photos,
+                                        max_pixels=settings.max_pixels, max_zip_members=settings.max_zip_members,
+                                        max_zip_bytes=settings.max_zip_bytes)
+                    src, notices = ps.folder, ps.notices
+            except Exception as e:  # noqa: BLE001
+                if job is not None:  # nothing to keep from a request refused before fitting
+                    store.discard(job)
+                    job = None
+                yield (_err(e), *failed)
+                return
+            run_dir = job / "run"
+            cmd = fit_tab.fit_command(src, run_dir, method=method_name, preset=preset_name, steps=n,
+                                      orbit_frames=settings.orbit_frames, threads=settings.fit_threads,
+                                      device=settings.device, pose_opt=bool(refine_poses))
+            notes = "".join(f"\n\n**Note:** {x}" for x in notices)
+            try:
+                with fit_tab.FitProcess(cmd, job / "fit.log", fit_tab.events_file(run_dir),
+                                        hide_prefix=str(job)) as proc:
+                    for snap in fit_tab.follow(proc, settings.fit_timeout_s):
+                        progress(snap.fraction, desc=snap.describe())
+                        recent = "\n".join(f"- {x}" for x in snap.lines[-4:])
+                        yield f"**Running:** {snap.describe()}{notes}\n\n{recent}", skip, skip, skip, skip, skip, skip
+                    rc = proc.poll()
+                    if rc != 0:
+                        log.warning("fit %s failed (exit status %s); the end of its output:\n%s", job.name, rc,
+                                    proc.output_tail[-4000:])
+                        yield (f"**Error:** {proc.error_message(rc)}", *failed)
+                        return
+                view = viewer_tab.load_run_view(run_dir)
+            except Exception as e:  # noqa: BLE001
+                yield (_err(e), *failed)
+                return
+            model = view.model_3d
+            what = ("the mesh" if view.mesh else "the Gaussian splats" if view.splats
+                    else "no 3D file (" + str(view.metrics.get("mesh_note", "none was written")) + ")")
+            rel = f"app/{job.name}/run"  # the viewer's label: the app's own runs root comes first, as "app"
+            yield (_ok(f"Fitted in {view.metrics.get('total_seconds', '?')} s; showing {what}. "
+                       f"The run is listed in the Viewer tab as `{rel}`.", notices),
+                   str(model) if model else None, str(view.orbit) if view.orbit else None,
+                   viewer_tab.metrics_markdown(view.metrics), [str(p) for p in view.renders],
+                   [str(p) for p in view.downloads], str(job))
+            kept = True  # shown: held until this session's next fit or its end
+        finally:
+            if job is not None and not kept:  # failed or cancelled: not shown, left to the bound
+                store.release(job)
+
+    run.click(handler, [photos, use_sample, method, preset, steps, pose_opt, shown],
+              [status, view3d, orbit, metrics, renders, files, shown],
               concurrency_limit=1, concurrency_id="fit", show_progress="full", show_progress_on=[view3d])
 
 
@@ -195,24 +222,28 @@ def _viewer_tab(settings: AppSettings):
         metrics = gr.Markdown("")
     renders = gr.Gallery(label="Held-out views rendered by the model", columns=6, height=200)
     files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+    app_runs = jobs.fit_runs(settings)  # the app's own runs are held while a session views them
+    shown = _shown_state(app_runs, discard=False)
 
     def do_refresh():
         return gr.update(choices=viewer_tab.list_runs(roots))
 
-    def do_open(label):
+    def do_open(label, previous):
+        app_runs.release(previous)
         try:
             view = viewer_tab.load_run_view(viewer_tab.resolve_run(label, roots))
         except Exception as e:  # noqa: BLE001
-            return _err(e), None, None, None, "", None, None
+            return _err(e), None, None, None, "", None, None, None
+        held = app_runs.hold(view.folder)  # None for runs outside the app's own runs folder
         parts = [x for x, ok in (("mesh", view.mesh), ("splats", view.splats), ("turntable", view.orbit),
                                  (f"{len(view.renders)} renders", view.renders)) if ok]
         return (_ok(f"`{label}`: " + (", ".join(parts) or "no viewable files")),
                 str(view.mesh) if view.mesh else None, str(view.splats) if view.splats else None,
                 str(view.orbit) if view.orbit else None, viewer_tab.metrics_markdown(view.metrics),
-                [str(p) for p in view.renders], [str(p) for p in view.downloads])
+                [str(p) for p in view.renders], [str(p) for p in view.downloads], str(held) if held else None)
 
     refresh.click(do_refresh, None, run_list)
-    open_btn.click(do_open, run_list, [status, mesh3d, splat3d, orbit, metrics, renders, files],
+    open_btn.click(do_open, [run_list, shown], [status, mesh3d, splat3d, orbit, metrics, renders, files, shown],
                    concurrency_limit=2, show_progress_on=[mesh3d, splat3d])
     return run_list, do_refresh
 
@@ -224,6 +255,8 @@ def build_app(settings: AppSettings) -> gr.Blocks:
     folder from it when it is created, so uploads and served copies stay inside the work folder.
     """
     os.environ["GRADIO_TEMP_DIR"] = str(settings.upload_dir)
+    for store in (jobs.image_jobs(settings), jobs.fit_runs(settings)):
+        store.prune()  # folders left by an earlier server beyond today's bounds
     # delete_cache: Gradio's copies of served files older than a day are removed hourly
     with gr.Blocks(title="recon3d", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown("# recon3d\nPhotos to 3D: a feed-forward model from one photo, or a per-scene fit from "

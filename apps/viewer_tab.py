@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from recon3d.io.errors import DataError
+from recon3d.methods.registry import METHOD_NAMES, get_method
 
 from .safety import confine
 
 #: a folder is a finished run when it holds this file (``recon3d fit`` writes it last)
 RUN_MARKER = "metrics.json"
 _MESH_ORDER = ("mesh.glb", "mesh.obj", "mesh.ply")
+_MESH_FILES = ("mesh.glb", "mesh.obj", "mesh.mtl", "mesh.png", "mesh.ply")  # offered as downloads
 _MAX_RENDERS = 24
 
 
@@ -93,9 +95,29 @@ class RunView:
     renders: list[Path] = field(default_factory=list)  # renders/test/*.png (at most 24)
     downloads: list[Path] = field(default_factory=list)
 
+    @property
+    def method(self) -> Optional[str]:
+        """The run's ``--method`` (metrics.json), when it is a registered one."""
+        m = self.metrics.get("method")
+        return m if isinstance(m, str) and m in METHOD_NAMES else None
+
+    @property
+    def model_3d(self) -> Optional[Path]:
+        """What a single 3D view shows: the mesh when there is one, else the Gaussian splats."""
+        return self.mesh or self.splats
+
+
+def _may_have(method: Optional[str], capability: str) -> bool:
+    """Whether a run of ``method`` can hold ``capability``'s files (``mesh``, ``splats``), asking the
+    method registry; runs of an unknown method (older or foreign runs) are searched for everything."""
+    return method is None or get_method(method).supports(capability)
+
 
 def load_run_view(run_dir: Path) -> RunView:
-    """Collect what to show from a finished run folder (files must lie inside it, symlinks refused)."""
+    """Collect what to show from a finished run folder (files must lie inside it, symlinks refused).
+
+    Which files are looked for follows the run's method in the registry: a mesh for methods with
+    ``mesh``, splats for methods with ``splats``."""
     run_dir = Path(run_dir)
     try:
         metrics = json.loads((run_dir / RUN_MARKER).read_text())
@@ -114,13 +136,16 @@ def load_run_view(run_dir: Path) -> RunView:
             return None
 
     view = RunView(run_dir, metrics)
-    view.mesh = next((p for n in _MESH_ORDER if (p := inside(run_dir / n))), None)
-    view.splats = inside(run_dir / "splats.ply")
+    meshes, splats = _may_have(view.method, "mesh"), _may_have(view.method, "splats")
+    if meshes:
+        view.mesh = next((p for n in _MESH_ORDER if (p := inside(run_dir / n))), None)
+    if splats:
+        view.splats = inside(run_dir / "splats.ply")
     view.orbit = inside(run_dir / "orbit.gif")
     rdir = run_dir / "renders" / "test"
     if rdir.is_dir():
         view.renders = [p for p in sorted(rdir.glob("*.png"))[:_MAX_RENDERS] if inside(p)]
-    names = ("splats.ply", "mesh.glb", "mesh.obj", "mesh.mtl", "mesh.png", "mesh.ply", "metrics.json")
+    names = (("splats.ply",) if splats else ()) + (_MESH_FILES if meshes else ()) + (RUN_MARKER,)
     view.downloads = [p for n in names if (p := inside(run_dir / n))]
     return view
 

@@ -19,13 +19,15 @@ from pathlib import Path
 
 import torch
 
+from recon3d.runtime.config import PRESET_NAMES
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="Blender-format scene folder")
     ap.add_argument("--minutes", type=float, default=20.0, help="training wall-time budget")
     ap.add_argument("--max-steps", type=int, default=None, help="step cap (default: the preset's)")
-    ap.add_argument("--preset", default="default", choices=("quick", "default", "high"))
+    ap.add_argument("--preset", default="default", choices=PRESET_NAMES)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the shared 2-core machine: 1)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", default=None, choices=("off", "on", "auto"))

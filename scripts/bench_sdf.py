@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recon3d.runtime.config import PRESET_NAMES
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, nargs="?", default=Path("data/sample_scene"))
     ap.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget")
     ap.add_argument("--max-steps", type=int, default=None)
-    ap.add_argument("--preset", default="default", choices=("quick", "default", "high"))
+    ap.add_argument("--preset", default="default", choices=PRESET_NAMES)
     ap.add_argument("--geometry", default=None, choices=("mlp", "hashgrid"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the shared 2-core machine: 1)")
     ap.add_argument("--device", default="auto")

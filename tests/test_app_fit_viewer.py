@@ -12,76 +12,152 @@ import pytest
 from apps import fit_tab, viewer_tab
 from apps.settings import AppSettings
 from recon3d.io.errors import DataError
+from recon3d.methods.registry import METHOD_NAMES, get_method, names_with
+from recon3d.runtime.progress import PROGRESS_FILE, JsonlSink, Progress, read_events
 
 
 # -------------------------------------------------------------------------------- progress
-def test_parse_line_tqdm_log_and_error():
+def _events(path: Path, min_interval: float = 0.0) -> Progress:
+    return Progress(JsonlSink(path, min_interval=min_interval))
+
+
+def _apply_new(path: Path, st: fit_tab.FitProgress, offset: int) -> int:
+    events, offset = read_events(path, offset)
+    for ev in events:
+        fit_tab.apply_event(st, ev)
+    return offset
+
+
+def test_progress_follows_a_real_event_file(tmp_path):
+    path = tmp_path / "run" / PROGRESS_FILE
+    ev, st = _events(path), fit_tab.FitProgress()
+    ev.stage("sfm", "structure from motion (pycolmap)")
+    ev.emit("log", "sfm", message="registered 48 of 48 images")
+    off = _apply_new(path, st, 0)
+    assert st.describe() == "sfm: structure from motion (pycolmap)" and st.fraction is None
+    assert st.lines == ["sfm: structure from motion (pycolmap)", "sfm: registered 48 of 48 images"]
+    ev.stage("fit", "fitting splat")
+    ev.emit("start", "splat", step=0, total=1000)
+    ev.emit("step", "splat", step=450, total=1000, loss=0.0123, psnr=24.1)
+    off = _apply_new(path, st, off)
+    assert (st.phase, st.done, st.total, st.fraction) == ("splat", 450, 1000, 0.45)
+    assert st.describe() == "splat: step 450 / 1000 (45%), loss 0.0123, PSNR 24.10 dB"
+    ev.emit("step", "splat", step=460, total=1000, loss=0.0120, psnr=24.2, gaussians=12000)
+    ev.emit("eval", "splat", step=500, seconds=3.0, psnr=20.0, ssim=0.9, views=2)
+    ev.emit("step", "splat", step=510, total=1000, loss=0.0110)  # psnr and gaussians keep their last values
+    off = _apply_new(path, st, off)
+    assert st.describe() == "splat: step 510 / 1000 (51%), loss 0.011, PSNR 24.20 dB, gaussians 12000"
+    assert st.lines[-1] == "splat step 500: test PSNR 20.00 dB, SSIM 0.9000"
+    ev.emit("end", "splat", step=1000, total=1000, seconds=20.0)
+    off = _apply_new(path, st, off)
+    assert st.fraction == 1.0 and st.lines[-1] == "splat: 1000 steps in 20 s"
+    ev.stage("evaluate", "held-out views")
+    off = _apply_new(path, st, off)
+    assert st.describe() == "evaluate: held-out views" and st.fraction is None  # the phase gave way
+    ev.emit("done", message="/srv/job/run/metrics.json", test_psnr=27.4, test_ssim=0.955, steps=1000)
+    ev.close()
+    off = _apply_new(path, st, off)
+    assert st.finished and st.metrics == {"test_psnr": 27.4, "test_ssim": 0.955, "steps": 1000}
+    assert st.describe() == "finished: test PSNR 27.40 dB, SSIM 0.9550" and st.error is None
+    assert off == path.stat().st_size and len(st.lines) <= 8  # only the newest lines are kept
+
+
+def test_progress_error_event_and_throttled_steps(tmp_path):
+    path = tmp_path / PROGRESS_FILE
+    ev = _events(path, min_interval=3600.0)  # the sink keeps the first step of a phase and its last
+    ev.emit("start", "nerf", step=0, total=50)
+    for i in range(1, 51):
+        ev.emit("step", "nerf", step=i, total=50, loss=1.0 / i)
+    ev.emit("error", message="/srv/job/photos: SfM registered only 2 of 40 photos")
+    ev.close()
     st = fit_tab.FitProgress()
-    fit_tab.parse_line("11:20:01 INFO recon3d.sfm.colmap_sfm: SfM: exhaustive matching of 1128 image pairs", st)
-    assert st.stage == "SfM: exhaustive matching of 1128 image pairs" and st.fraction is None
-    fit_tab.parse_line("splat:  45%|####5     | 450/1000 [00:10<00:12, 44.1it/s, loss=0.0123]", st)
-    assert (st.bar, st.done, st.total, st.fraction) == ("splat", 450, 1000, 0.45)
-    assert st.describe() == "splat: step 450 / 1000"
-    fit_tab.parse_line("11:20:09 INFO recon3d.pipeline.fit: test PSNR 20.00 dB", st)  # bar unfinished: kept
-    assert st.describe() == "splat: step 450 / 1000"
-    fit_tab.parse_line("splat: 100%|##########| 1000/1000 [00:20<00:00, 50.0it/s]", st)
-    fit_tab.parse_line("11:20:30 INFO recon3d.pipeline.fit: test PSNR 27.40 dB, SSIM 0.9550", st)
-    assert st.bar is None and st.describe() == "test PSNR 27.40 dB, SSIM 0.9550"
-    assert st.lines[-1] == "info: test PSNR 27.40 dB, SSIM 0.9550"
-    fit_tab.parse_line("ValueError: boom", st)
-    fit_tab.parse_line("recon3d fit: error: /srv/job/photos: SfM registered only 2 of 40 photos", st)
-    assert st.error == "/srv/job/photos: SfM registered only 2 of 40 photos" and st.last_exception == "ValueError: boom"
+    _apply_new(path, st, 0)
+    assert (st.done, st.total) == (50, 50) and st.values["loss"] == pytest.approx(0.02)
+    assert st.error == "/srv/job/photos: SfM registered only 2 of 40 photos" and not st.finished
 
 
-def _fake_fit(tmp_path: Path, body: str) -> list[str]:
-    script = tmp_path / "fake_fit.py"
-    script.write_text("import sys, time\n" + body)
-    return [sys.executable, str(script), "--threads", "1"]
+def test_errors_in_output():
+    text = ("splat:  45%|####5 | 450/1000\rTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+            "ValueError: boom\nrecon3d fit: error: argument --max-steps: must be positive\n")
+    assert fit_tab.errors_in_output(text) == ("argument --max-steps: must be positive", "ValueError: boom")
+    assert fit_tab.errors_in_output("all fine\n") == (None, None)
+
+
+def _fake_fit(tmp_path: Path, body: str) -> tuple[list[str], Path]:
+    """A stand-in for ``recon3d fit``: ``body`` runs with ``ev`` emitting into ``run/progress.jsonl``
+    through recon3d's own :class:`JsonlSink`; returns (command, events file)."""
+    script, events = tmp_path / "fake_fit.py", tmp_path / "run" / PROGRESS_FILE
+    script.write_text("import sys, time\nfrom recon3d.runtime.progress import JsonlSink, Progress\n"
+                      "ev = Progress(JsonlSink(sys.argv[1], min_interval=0))\n" + body)
+    return [sys.executable, str(script), str(events), "--threads", "1"], events
 
 
 def test_fit_process_success_and_progress(tmp_path):
-    cmd = _fake_fit(tmp_path, (
-        "print('12:00:00 INFO recon3d.sfm: SfM: registered 3 of 3 images', flush=True)\n"
+    cmd, events = _fake_fit(tmp_path, (
+        "ev.stage('sfm', 'structure from motion (pycolmap)')\n"
+        "ev.emit('log', 'sfm', message='registered 3 of 3 images')\n"
+        "ev.emit('start', 'splat', step=0, total=100)\n"
         "for i in range(0, 101, 20):\n"
-        "    sys.stderr.write(f'\\rsplat: {i}%|##| {i}/100 [00:01<00:01]'); sys.stderr.flush(); time.sleep(0.1)\n"
-        "print('\\n12:00:02 INFO recon3d.pipeline.fit: wrote " + str(tmp_path) + "/run/metrics.json', flush=True)\n"))
+        "    ev.emit('step', 'splat', step=i, total=100, loss=0.5 / (i + 1), psnr=10 + i / 10)\n"
+        "    sys.stderr.write(f'\\rsplat: {i}%|##| {i}/100'); sys.stderr.flush(); time.sleep(0.1)\n"
+        "ev.emit('end', 'splat', step=100, total=100, seconds=0.6)\n"
+        "ev.stage('evaluate', 'held-out views')\n"
+        f"ev.emit('done', message='{tmp_path}/run/metrics.json', test_psnr=22.25, test_ssim=0.85, steps=100)\n"))
     seen = []
-    with fit_tab.FitProcess(cmd, tmp_path / "fit.log", hide_prefix=str(tmp_path)) as proc:
+    with fit_tab.FitProcess(cmd, tmp_path / "fit.log", events, hide_prefix=str(tmp_path)) as proc:
         for snap in fit_tab.follow(proc, timeout_s=60, interval_s=0.02):
-            seen.append(snap.describe())
+            seen.append(snap)
         assert proc.poll() == 0
-    assert seen[-1] == "wrote run/metrics.json"  # the job's server folder is hidden
-    assert any(x.startswith("splat: step ") and x.endswith(" / 100") for x in seen)  # the bar was followed
-    assert "SfM: registered 3 of 3 images" in (tmp_path / "fit.log").read_text()
+    last = seen[-1]
+    assert last.finished and last.metrics == {"test_psnr": 22.25, "test_ssim": 0.85, "steps": 100}
+    assert last.describe() == "finished: test PSNR 22.25 dB, SSIM 0.8500"
+    assert "sfm: registered 3 of 3 images" in last.lines and "splat: 100 steps in 1 s" in last.lines
+    running = [s.describe() for s in seen if s.phase == "splat" and 0 < s.done < 100]
+    assert running and all(x.startswith("splat: step ") and " / 100 (" in x and "loss" in x for x in running)
+    assert "splat: 40%" in (tmp_path / "fit.log").read_text()  # the console output is kept in the log
 
 
-def test_fit_process_error_message_hides_server_paths(tmp_path):
-    cmd = _fake_fit(tmp_path, (f"print('recon3d fit: error: {tmp_path}/photos/x.jpg: cannot decode image', "
-                               "file=sys.stderr)\nsys.exit(2)\n"))
-    with fit_tab.FitProcess(cmd, tmp_path / "fit.log", hide_prefix=str(tmp_path)) as proc:
-        list(fit_tab.follow(proc, timeout_s=60, interval_s=0.02))
+def test_fit_process_error_event_hides_server_paths(tmp_path):
+    cmd, events = _fake_fit(tmp_path, (
+        f"ev.emit('error', message='{tmp_path}/photos/x.jpg: cannot decode image')\n"
+        f"print('recon3d fit: error: {tmp_path}/photos/x.jpg: cannot decode image', file=sys.stderr)\n"
+        "sys.exit(2)\n"))
+    with fit_tab.FitProcess(cmd, tmp_path / "fit.log", events, hide_prefix=str(tmp_path)) as proc:
+        snaps = list(fit_tab.follow(proc, timeout_s=60, interval_s=0.02))
         rc = proc.poll()
     assert rc == 2 and proc.error_message(rc) == "photos/x.jpg: cannot decode image"
+    assert snaps[-1].error == "photos/x.jpg: cannot decode image"
+
+
+def test_fit_process_without_an_error_event_uses_its_output(tmp_path):
+    cmd, events = _fake_fit(tmp_path, "print('recon3d fit: error: argument --max-steps: bad value', "
+                                      "file=sys.stderr)\nsys.exit(2)\n")
+    with fit_tab.FitProcess(cmd, tmp_path / "fit.log", events) as proc:  # a bad flag: no event is written
+        list(fit_tab.follow(proc, timeout_s=60, interval_s=0.02))
+        rc = proc.poll()
+    assert rc == 2 and proc.error_message(rc) == "argument --max-steps: bad value"
 
 
 def test_fit_process_crash_shows_exception_line_not_traceback(tmp_path):
-    cmd = _fake_fit(tmp_path, "def f():\n    raise RuntimeError('out of cheese')\nf()\n")
-    with fit_tab.FitProcess(cmd, tmp_path / "fit.log") as proc:
-        list(fit_tab.follow(proc, timeout_s=60, interval_s=0.02))
+    cmd, events = _fake_fit(tmp_path, "ev.stage('fit', 'fitting splat')\n"
+                                      "def f():\n    raise RuntimeError('out of cheese')\nf()\n")
+    with fit_tab.FitProcess(cmd, tmp_path / "fit.log", events) as proc:
+        snaps = list(fit_tab.follow(proc, timeout_s=60, interval_s=0.02))
         rc = proc.poll()
     assert rc == 1 and proc.error_message(rc) == "RuntimeError: out of cheese"
-    assert "Traceback" in (tmp_path / "fit.log").read_text()  # the full trace stays in the server log
+    assert snaps[-1].describe() == "fit: fitting splat"
+    assert "Traceback" in proc.output_tail and "Traceback" in (tmp_path / "fit.log").read_text()
 
 
 def test_fit_process_timeout_and_exit_kill(tmp_path):
-    cmd = _fake_fit(tmp_path, "time.sleep(60)\n")
+    cmd, events = _fake_fit(tmp_path, "time.sleep(60)\n")
     t0 = time.monotonic()
-    with fit_tab.FitProcess(cmd, tmp_path / "fit.log") as proc:
+    with fit_tab.FitProcess(cmd, tmp_path / "fit.log", events) as proc:
         snaps = list(fit_tab.follow(proc, timeout_s=0.3, interval_s=0.05))
         assert snaps[-1].error.startswith("fitting took longer than")
-        assert proc.poll() is not None
+        assert proc.poll() is not None and proc.error_message(proc.poll()).startswith("fitting took longer than")
     assert time.monotonic() - t0 < 20
-    with fit_tab.FitProcess(cmd, tmp_path / "fit2.log") as proc2:  # leaving the block early kills it
+    with fit_tab.FitProcess(cmd, tmp_path / "fit2.log", events) as proc2:  # leaving the block early kills it
         pass
     assert proc2.proc.poll() is not None
 
@@ -102,15 +178,62 @@ def test_fit_command_parses_with_the_real_cli(tmp_path):
 
 
 def test_validate_fit_request():
-    assert fit_tab.validate_fit_request("splat", "quick", 300.0, ("splat", "sugar"), 1000) == 300
-    for args, msg in [(("nerf2", "quick", 3), "unknown method"), (("splat", "fast", 3), "unknown preset"),
+    assert fit_tab.validate_fit_request("splat", "quick", 300.0, max_steps=1000) == 300
+    for args, msg in [(("nerf2", "quick", 3), "unknown method 'nerf2'"), (("splat", "fast", 3), "unknown preset"),
                       (("splat", "quick", 0), "between 1 and 1000"), (("splat", "quick", None), "whole number"),
                       (("splat", "quick", 5000), "between 1 and 1000")]:
         with pytest.raises(DataError, match=msg):
-            fit_tab.validate_fit_request(*args, ("splat", "sugar"), 1000)
-    assert fit_tab.validate_fit_request("sugar", "quick", 3, ("splat", "sugar", "nerf"), 10, pose_opt=True) == 3
-    with pytest.raises(DataError, match="not nerf"):
-        fit_tab.validate_fit_request("nerf", "quick", 3, ("splat", "sugar", "nerf"), 10, pose_opt=True)
+            fit_tab.validate_fit_request(*args, max_steps=1000)
+    for m in names_with("pose_opt"):
+        assert fit_tab.validate_fit_request(m, "quick", 3, max_steps=10, pose_opt=True) == 3
+    assert fit_tab.fit_methods() == METHOD_NAMES
+
+
+@pytest.mark.parametrize("method", [m for m in METHOD_NAMES if not get_method(m).supports("pose_opt")])
+def test_pose_refinement_refused_as_recon3d_fit_refuses_it(method, tmp_path):
+    from recon3d.pipeline.fit import method_config
+    from recon3d.pipeline.options import FitOptions
+
+    with pytest.raises(DataError) as app:
+        fit_tab.validate_fit_request(method, "quick", 3, max_steps=10, pose_opt=True)
+    with pytest.raises(DataError) as cli:
+        method_config(FitOptions(method=method, pose_opt=True), get_method(method), tmp_path)
+    assert str(app.value) == str(cli.value)
+    assert app.value.problem == (f"pose refinement is available for --method {' and '.join(names_with('pose_opt'))}"
+                                 f", not {method}")
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    from recon3d.io.synthetic import generate_scene
+
+    root = tmp_path_factory.mktemp("app_fit") / "tiny"
+    generate_scene(root, num_views=9, size=32, seed=1, object="random")
+    return root
+
+
+def test_real_fit_progress_through_its_event_file(tiny_scene, tmp_path):
+    """A real ``recon3d fit`` subprocess, followed the way the page follows it."""
+    run = tmp_path / "job" / "run"
+    cmd = fit_tab.fit_command(tiny_scene, run, method="splat", preset="quick", steps=12, orbit_frames=2, device="cpu")
+    cmd[cmd.index("--images")] = "--data"  # a posed synthetic scene: no SfM
+    seen = []
+    with fit_tab.FitProcess(cmd, tmp_path / "job" / "fit.log", fit_tab.events_file(run),
+                            hide_prefix=str(tmp_path / "job")) as proc:
+        for snap in fit_tab.follow(proc, timeout_s=300, interval_s=0.05):
+            seen.append(snap)
+        rc = proc.poll()
+    assert rc == 0, (tmp_path / "job" / "fit.log").read_text()[-2000:]
+    last = seen[-1]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert last.finished and last.error is None and last.metrics["steps"] == 12
+    assert last.metrics["test_psnr"] == pytest.approx(metrics["test_psnr"], abs=1e-5)
+    assert any(x.startswith("load: ") for x in last.lines) and "splat: 12 steps" in " ".join(last.lines)
+    assert last.describe().startswith("finished: test PSNR ")
+    phase = [s for s in seen if s.phase == "splat"]
+    assert all(s.total == 12 and 0 <= s.fraction <= 1 for s in phase)
+    view = viewer_tab.load_run_view(run)
+    assert view.method == "splat" and view.model_3d == view.splats == run / "splats.ply" and view.mesh is None
 
 
 # ---------------------------------------------------------------------------------- viewer
@@ -159,9 +282,24 @@ def test_load_run_view_and_metrics(tmp_path):
                                              "metrics.json"]
     md = viewer_tab.metrics_markdown(v.metrics)
     assert "| test PSNR (dB) | 27.40 |" in md and "| SfM registered | 47 / 48 |" in md and "SSIM" not in md
+    assert v.method == "sugar" and v.model_3d == v.mesh
     (run / "metrics.json").write_text("{broken")
     with pytest.raises(DataError, match="run/metrics.json: cannot be read"):
         viewer_tab.load_run_view(run)
+
+
+@pytest.mark.parametrize("method", [*METHOD_NAMES, "someone-elses", None])
+def test_run_view_shows_what_the_method_makes(tmp_path, method):
+    run = _run(tmp_path / "run")
+    m = json.loads((run / "metrics.json").read_text())
+    m.pop("method") if method is None else m.update(method=method)
+    (run / "metrics.json").write_text(json.dumps(m))
+    v = viewer_tab.load_run_view(run)
+    spec = get_method(method) if method in METHOD_NAMES else None
+    assert (v.mesh is not None) == (spec is None or spec.supports("mesh"))
+    assert (v.splats is not None) == (spec is None or spec.supports("splats"))
+    assert v.model_3d == (v.mesh or v.splats) and v.method == (method if spec else None)
+    assert ("mesh.glb" in {p.name for p in v.downloads}) == (v.mesh is not None)
 
 
 # --------------------------------------------------------------------------- settings, CLI

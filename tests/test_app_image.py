@@ -98,3 +98,18 @@ def test_bad_uploads_fail_before_the_model_runs(settings, lrm_data, tmp_path):
     assert not any(settings.jobs_dir.iterdir())  # refused requests leave no job folder behind
     with pytest.raises(DataError, match="unknown model 'vggt'"):
         image_tab.run_image_to_3d(settings, EXAMPLE, "vggt")
+
+
+def test_16bit_grayscale_photo_is_read_not_whitened(settings, lrm_data, tmp_path):
+    """A 16-bit grayscale PNG (PIL mode I;16) used to reach the model all white ("no object found")."""
+    from recon3d.io.images import load_image
+
+    settings.density_threshold = lrm_data
+    gray = load_image(EXAMPLE, background="white").numpy().mean(axis=-1)  # the object on white
+    src = tmp_path / "gray16.png"
+    Image.fromarray(np.round(gray * 65535).astype(np.uint16)).save(src)
+    assert Image.open(src).mode == "I;16"
+    r = image_tab.run_image_to_3d(settings, src, "lrm")
+    assert r.glb is not None and "made a" in r.summary
+    copy = next((r.job_dir / "inputs").glob("*.png"))
+    assert np.abs(load_image(copy).numpy() - load_image(src).numpy()).max() <= 0.5 / 255 + 1e-6

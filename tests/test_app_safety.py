@@ -114,6 +114,52 @@ def test_check_image_applies_exif_orientation(tmp_path):
     assert arr[2, 24, 0] > 200 and arr[-3, 24, 0] < 60  # the red half is now on top
 
 
+def test_check_image_reads_16bit_grayscale_as_the_cli_does(tmp_path):
+    """A 16-bit grayscale PNG (PIL mode I;16): ``convert("RGB")`` would clip it to white; the app's copy
+    has the pixels :func:`recon3d.io.images.load_image` reads from the original (to 8-bit rounding)."""
+    from recon3d.io.images import load_image
+
+    yy, xx = np.mgrid[0:48, 0:64]
+    gray = (xx * 1000 + yy * 300).astype(np.uint16)  # 0 .. 77100 clipped below: a ramp over the 16-bit range
+    gray[16:32, 20:44] = 4000  # a dark object on a bright background
+    src = tmp_path / "depthy.png"
+    Image.fromarray(gray).save(src)
+    with Image.open(src) as im:
+        assert im.mode == "I;16"
+    c = check_image(src, tmp_path / "dst")
+    with Image.open(c.path) as im:
+        assert im.mode == "RGB"
+    app, cli = load_image(c.path).numpy(), load_image(src).numpy()
+    assert np.abs(app - cli).max() <= 0.5 / 255 + 1e-6
+    assert app[24, 30].max() < 0.1 and app.min() < 0.5  # not white
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "L", "LA", "P", "P+tRNS", "RGBA", "CMYK"])
+def test_check_image_matches_the_cli_loader_for_every_mode(tmp_path, mode):
+    from recon3d.io.images import load_image
+
+    rng = np.random.default_rng(3)
+    rgba = (rng.random((24, 32, 4)) * 255).astype(np.uint8)
+    if mode == "I;16":
+        im = Image.fromarray((rng.random((24, 32)) * 65535).astype(np.uint16))
+    elif mode == "I":
+        im = Image.fromarray((rng.random((24, 32)) * 65535).astype(np.int32))
+    elif mode == "F":
+        im = Image.fromarray(rng.random((24, 32)).astype(np.float32))
+    else:
+        base = Image.fromarray(rgba, "RGBA") if mode in ("LA", "RGBA") else Image.fromarray(rgba[..., :3])
+        im = base.convert(mode.split("+")[0])
+        if mode == "P+tRNS":
+            im.putpixel((0, 0), 0)  # palette entry 0 is the transparent one
+    name = "x.jpg" if mode == "CMYK" else "x.tif" if mode in ("I", "F") else "x.png"
+    im.save(tmp_path / name, **({"transparency": 0} if mode == "P+tRNS" else {}))
+    c = check_image(tmp_path / name, tmp_path / "dst")
+    app = load_image(c.path, with_alpha=True).numpy()
+    cli = load_image(tmp_path / name, with_alpha=True).numpy()
+    assert app.shape == cli.shape and np.abs(app - cli).max() <= 0.5 / 255 + 1e-6
+    assert app.shape[-1] == 4 and (app[..., 3] < 1).any() == (mode in ("LA", "P+tRNS", "RGBA"))
+
+
 @pytest.mark.parametrize("name, data, message", [
     ("notes.txt", b"hello", "is not an image file"),
     ("fake.png", b"this is not a png at all" * 10, "is not a readable image"),

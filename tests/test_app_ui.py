@@ -57,3 +57,30 @@ def test_server_serves_only_app_files(settings):
             assert e.value.code in (403, 404)
     finally:
         gr.close_all()
+
+
+def test_sessions_let_go_of_the_results_they_no_longer_show(settings):
+    """A new image-to-3D request deletes the session's previous result; a new fit releases (keeps) its
+    previous run for the viewer; a closed session's states let go the same way."""
+    from apps import jobs
+    from apps.ui import build_app
+
+    demo = build_app(settings)
+    image, fit = [f for f in demo.fns.values() if f.name == "handler"]
+    images, runs = jobs.image_jobs(settings), jobs.fit_runs(settings)
+    old = images.create("old")
+    out = image.fn(None, "lrm", False, str(old))
+    assert not old.exists() and out[0].startswith("**Error:**") and out[-1] is None
+    run = runs.create("photos")
+    outs = list(fit.fn(None, False, "splat", "quick", 10, False, str(run)))
+    assert outs[-1][0] == "**Error:** photos: upload photos or a zip of them, or tick the sample scene"
+    assert run.is_dir() and not runs.is_held(run) and outs[-1][-1] is None
+    outs = list(fit.fn(None, False, "nerf", "quick", 10, True, None))
+    assert outs[-1][0].startswith("**Error:** --pose-opt: pose refinement is available for --method splat")
+    states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
+    assert len(states) == 3  # image result, fit result, viewed run
+    shown_image, shown_run = images.create("shown"), runs.create("shown")
+    for st in states:  # the session ends
+        st.delete_callback(str(shown_image) if st is states[0] else str(shown_run))
+        st.delete_callback(None)
+    assert not shown_image.exists() and shown_run.is_dir() and not runs.is_held(shown_run)

@@ -361,6 +361,12 @@ class Cameras:
 
 
 # ---------------------------------------------------------------------- distortion models
+def flat_pixel_centers(pixels: Tensor, width: Tensor | int) -> Tensor:
+    """(R,) row-major flat pixel indices of images ``width`` pixels wide (an int or (R,) widths) ->
+    (R, 2) float32 pixel-centre coordinates ``(u, v)`` (centres at +0.5, the convention of this module)."""
+    return torch.stack([(pixels % width).float() + 0.5, (pixels // width).float() + 0.5], dim=-1)
+
+
 def _opencv_distort(xy: Tensor, d: Tensor) -> Tensor:
     x, y = xy[..., 0], xy[..., 1]
     k1, k2, p1, p2, k3 = d.unbind(-1)

@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from recon3d.core.cameras import flat_pixel_centers
 from recon3d.core.rays import RayBundle
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class RayBatcher:
         img = torch.searchsorted(self._starts, pixels, right=True) - 1
         local = pixels - self._starts[img]
         w = self._widths[img]
-        uv = torch.stack([(local % w).float() + 0.5, (local // w).float() + 0.5], dim=-1)
+        uv = flat_pixel_centers(local, w)
         frames = self._frame[img].to(self.device)
         return self.cameras.rays_at(frames, uv.to(self.device)), frames
 

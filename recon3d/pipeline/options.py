@@ -19,6 +19,19 @@ DATA_FORMATS = ("auto", *FORMATS)
 MAX_STEPS_LIMIT = 10_000_000  # a larger --max-steps is a typo, not a plan
 
 
+def check_background(text: str) -> str:
+    """``--background`` value check: auto, none, white, black or three numbers in [0, 1]."""
+    if text in ("auto", "none", "white", "black"):
+        return text
+    try:
+        rgb = [float(x) for x in text.split(",")]
+    except ValueError:
+        rgb = []
+    if len(rgb) != 3 or not all(0.0 <= x <= 1.0 for x in rgb):
+        raise ValueError("must be auto, none, white, black or R,G,B with values in [0, 1]")
+    return text
+
+
 @dataclass
 class FitOptions:
     images: Path | None = option(None, "folder of photos (poses by pycolmap SfM)")
@@ -47,6 +60,9 @@ class FitOptions:
                                    "before scoring")
     mesh_resolution: int | None = option(None, "--method nerf/sdf: marching-cubes nodes per axis (default: the "
                                                "preset's)", check=at_most(2048))
+    background: str = option("auto", "background of opaque photos: auto (a plain backdrop colour found along the "
+                                     "image borders, else none), none, white, black, or R,G,B in [0, 1]",
+                             check=lambda v: check_background(v))
     config: Path | None = option(None, "method config JSON (a run's config.json, edited) instead of --preset")
     progress: bool = option(True, cli=False)  # console progress bars (progress.jsonl is always written)
     run_id: str | None = option(None, cli=False)  # set by the fit: the identity its checkpoints carry

@@ -15,11 +15,47 @@ log = logging.getLogger(__name__)
 
 
 def load_fit_scene(opts: FitOptions, out: Path, events: Progress | None = None):
+    """The normalized scene to fit, plus a dict describing where its poses (and background) came from."""
+    scene, info = _load_posed_scene(opts, out, events or Progress())
+    scene, bg_info = with_background(scene, opts.background)
+    return scene, {**info, **bg_info}
+
+
+def with_background(scene, choice: str = "auto"):
+    """The scene with the background its fit composites on, and metrics entries saying which.
+
+    Images with alpha keep the colour their reader composited them on. Opaque photos get ``choice``:
+    ``auto`` estimates a plain backdrop colour from the image borders
+    (:func:`recon3d.io.plain_background.estimate_plain_background`; none for photos of a scene),
+    ``none`` keeps none, else the named or ``R,G,B`` colour."""
+    from dataclasses import replace
+
+    if scene.background is not None:
+        return scene, {"background": [round(float(x), 4) for x in scene.background], "background_source": "alpha"}
+    if choice == "none":
+        return scene, {"background": None, "background_source": "none (--background none)"}
+    if choice == "auto":
+        from recon3d.io.plain_background import estimate_plain_background
+
+        est = estimate_plain_background(scene)
+        log.info("%s", est.describe())
+        if est.color is None:
+            return scene, {"background": None, "background_source": "none (no plain backdrop at the image borders)"}
+        color, source = est.color, "estimated from the image borders"
+    else:
+        from recon3d.core.background import background_color
+
+        color = background_color([float(x) for x in choice.split(",")] if "," in choice else choice)
+        source = "given (--background)"
+    return replace(scene, background=color), {"background": [round(float(x), 4) for x in color],
+                                              "background_source": source}
+
+
+def _load_posed_scene(opts: FitOptions, out: Path, events: Progress):
     """The normalized scene to fit, plus a dict describing where its poses came from."""
     from recon3d.io import load_scene
     from recon3d.io.normalize import normalize_scene
 
-    events = events or Progress()
     if (opts.data is None) == (opts.images is None):
         raise DataError("recon3d fit", "pass exactly one of --data (posed dataset) or --images (photos)")
     if opts.vggt_checkpoint is not None and (opts.poses != "vggt" or opts.data is not None):

@@ -231,6 +231,7 @@ def run_sfm(
     seed: int = 0,
     max_features: int = 8192,
     verbose: bool = False,
+    report_as: str | Path | None = None,
 ) -> SfmResult:
     """Pose the images of ``image_dir`` with pycolmap (SIFT on CPU, matching, incremental mapping).
 
@@ -246,6 +247,7 @@ def run_sfm(
             runs may differ slightly (thread scheduling). Not part of the cache key.
         seed: random seed (RANSAC, mapper).
         max_features: SIFT keypoints per image at most.
+        report_as: the folder named in errors (the user's photos; default ``image_dir``).
         verbose: show COLMAP's own INFO log.
     Returns:
         :class:`SfmResult` of the largest model (most registered images).
@@ -254,10 +256,11 @@ def run_sfm(
     """
     _check_options(matcher, camera_model, max_features)
     image_dir, work_dir = Path(image_dir), Path(work_dir)
+    shown = Path(report_as) if report_as is not None else image_dir  # the folder errors name
     images = list_images(image_dir)
     n = len(images)
     if n < MIN_IMAGES:
-        raise DataError(image_dir, f"found {n} image{'s' * (n != 1)}; structure-from-motion needs at least {MIN_IMAGES}")
+        raise DataError(shown, f"found {n} image{'s' * (n != 1)}; structure-from-motion needs at least {MIN_IMAGES}")
     import pycolmap
 
     resolved = matcher if matcher != "auto" else ("exhaustive" if n <= EXHAUSTIVE_MAX_IMAGES else "sequential")
@@ -292,7 +295,7 @@ def run_sfm(
             log.info("SfM: extracting SIFT features from %d images (%s, %s camera)", n, camera_model,
                      "one shared" if single_camera else "per-size")
             t = time.perf_counter()
-            _stage("feature extraction", image_dir, _extract, db, image_dir, names, camera_model, single_camera,
+            _stage("feature extraction", shown, _extract, db, image_dir, names, camera_model, single_camera,
                    threads, max_features)
             stats = _database_stats(db)
             stages["extract"] = time.perf_counter() - t
@@ -306,7 +309,7 @@ def run_sfm(
             t = time.perf_counter()
             npairs = n * (n - 1) // 2 if resolved == "exhaustive" else None
             log.info("SfM: %s matching%s", resolved, f" of {npairs} image pairs" if npairs else "")
-            _stage("feature matching", image_dir, _match, db, resolved, threads)
+            _stage("feature matching", shown, _match, db, resolved, threads)
             stats = _database_stats(db)
             stages["match"] = time.perf_counter() - t
             log.info("SfM: %d image pairs with verified matches in %.1fs", stats["verified_pairs"], stages["match"])
@@ -315,7 +318,7 @@ def run_sfm(
             few = stats["median_keypoints"] < FEW_FEATURES
             if few:
                 log.info("SfM: few features per image; relaxing the mapper's inlier thresholds")
-            recs = _stage("incremental mapping", image_dir, _map, db, image_dir, tmp / "mapper", threads, seed, few)
+            recs = _stage("incremental mapping", shown, _map, db, image_dir, tmp / "mapper", threads, seed, few)
             stages["map"] = time.perf_counter() - t
 
         models = sorted(recs.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()), reverse=True)
@@ -324,7 +327,7 @@ def run_sfm(
         log.info("SfM: mapping gave %d model(s) in %.1fs; the largest registers %d of %d images",
                  len(models), stages["map"], k, n)
         if k < MIN_IMAGES:
-            raise DataError(image_dir, f"structure-from-motion registered only {k} of {n} images "
+            raise DataError(shown, f"structure-from-motion registered only {k} of {n} images "
                                        f"({stats['median_keypoints']} features per image, {stats['verified_pairs']} "
                                        "matching image pairs); try more overlapping photos")
         registered = sorted((best.images[i].name for i in best.reg_image_ids()), key=natural_key)
@@ -371,7 +374,7 @@ def scene_from_images(src_dir: str | Path, work_dir: str | Path, max_size: int =
     t0 = time.perf_counter()
     images_dir = work / "images"
     prepare_images(src, images_dir, max_size=max_size)
-    result = run_sfm(images_dir, work, **sfm_options)
+    result = run_sfm(images_dir, work, report_as=src_dir, **sfm_options)
     # Cut-out photos (all with alpha) were composited onto white: tell the methods, so they render
     # the same background instead of having to paint it with Gaussians.
     records = (read_json_or_none(images_dir / MANIFEST) or {}).get("images", [])

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recon3d.core.cameras import flat_pixel_centers
 from recon3d.core.gaussians import Gaussians, rasterize, sh0_to_rgb
 from recon3d.mesh import TriangleMesh
 from recon3d.mesh.ops import poisson_reconstruction, remove_small_components, simplify, submesh, vertex_normals
@@ -105,7 +106,7 @@ def sample_surface_points(model, cameras, cfg: SugarConfig, backend: str = "auto
             continue
         if len(pix) > cfg.points_per_view:
             pix = pix[torch.randperm(len(pix), generator=gen)[: cfg.points_per_view].to(dev)]
-        uv = torch.stack([(pix % W).float() + 0.5, (pix // W).float() + 0.5], dim=-1)
+        uv = flat_pixel_centers(pix, W)
         p0 = cam.unproject(uv[None], depth.reshape(-1)[pix][None])[0]
         dirs = F.normalize(p0 - cam.centers[0], dim=-1)
         nbr = knn(g.means, p0, cfg.knn)
