@@ -6,7 +6,7 @@ setup:
 	./scripts/bootstrap.sh
 
 demo: setup
-	$(VENV)/bin/recon3d fit --images data/sample_scene/images --method sugar --preset quick --out outputs/sample_scene
+	$(VENV)/bin/recon3d fit --images data/sample_scene/images --method sugar --preset quick --out outputs/sample_scene --overwrite
 
 test: setup
 	$(PY) -m pytest -n 2

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Optional
 
 from recon3d.feedforward.options import DEFAULTS as PREDICT
+from recon3d.io.images import MAX_IMAGE_PIXELS
 from recon3d.runtime.config import ConfigIO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ class AppSettings(ConfigIO):
     #: a side longer than this (pixels) is downscaled with a notice
     max_side: int = 1024
     #: images with more pixels than this are refused outright (decompression bombs)
-    max_pixels: int = 50_000_000
+    max_pixels: int = MAX_IMAGE_PIXELS
     #: per-file upload size limit, megabytes (also passed to Gradio's launch)
     max_upload_mb: int = 50
     #: fit: most photos accepted (uploads plus zip members) and fewest needed

@@ -85,3 +85,21 @@ def test_out_naming_a_file_is_refused(tmp_path, capsys):
     assert main(["fit", "--data", str(data), "--out", str(f), "--max-steps", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a folder" in err and f.read_text() == "keep me"
+
+
+def test_predict_refuses_an_image_over_the_pixel_cap_before_decoding(tmp_path, capsys):
+    """A small PNG can hold a huge image: predict reads the size from the header and stops at once."""
+    import time
+
+    from PIL import Image
+
+    from recon3d.io.images import MAX_IMAGE_PIXELS
+
+    big = tmp_path / "big.png"
+    Image.new("L", (8000, 7000), 255).save(big)  # 56 MP in a few hundred kB
+    assert 8000 * 7000 > MAX_IMAGE_PIXELS
+    t = time.perf_counter()
+    assert main(["predict", "--model", "lrm", "--images", str(big), "--out", str(tmp_path / "o")]) == 2
+    assert time.perf_counter() - t < 5
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "big.png" in err and "megapixels" in err and not (tmp_path / "o").exists()

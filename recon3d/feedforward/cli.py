@@ -147,6 +147,10 @@ def cmd_predict(args) -> int:
     except ValueError as e:
         print(f"recon3d predict: error: {e}", file=sys.stderr)
         return 2
+    from recon3d.io.images import check_image_pixels
+
+    for p in [*opts.images, *(opts.masks or [])]:  # before anything is decoded or written
+        check_image_pixels(p)
     out = opts.out or Path("outputs") / "predict" / f"{opts.model}-{Path(opts.images[0]).stem}"
     hook = model_predict_hook(opts.model)
     if hook is not None and opts.cameras is None:  # model-specific outputs (VGGT: cameras, depth, points)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -69,11 +70,36 @@ def find_image(base: Path, file_path: str, json_path: Path, where: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------- headers
+#: the most pixels an input photo may have (the web app's limit too): larger files are refused
+#: before they are decoded (a small PNG can hold a 12000 x 12000 image)
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def check_image_pixels(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """(width, height) of image ``path`` read from its header; DataError when it has more than
+    ``max_pixels`` pixels, is missing or is not an image."""
+    path = Path(path)
+    im = _open(path)
+    try:
+        w, h = im.size
+    finally:
+        im.close()
+    if w * h > max_pixels:
+        raise DataError(path, f"is too large ({w}x{h} px, more than {max_pixels / 1e6:.0f} megapixels); "
+                              f"downscale it first")
+    return w, h
+
+
 def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise DataError(path, "image file not found" if not path.exists() else "image path is not a file")
     try:
-        return Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError:
+        raise DataError(path, f"is too large (more than {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels); "
+                              f"downscale it first") from None
     except UnidentifiedImageError:
         raise DataError(path, "not a readable image (unknown format or corrupt file)") from None
     except (OSError, ValueError, SyntaxError) as e:

@@ -12,7 +12,7 @@ from recon3d.io.errors import DataError
 from recon3d.methods.registry import METHOD_NAMES
 from recon3d.runtime.config import PRESET_NAMES
 from recon3d.runtime.device import check_device
-from recon3d.runtime.options import at_most, non_negative, option, positive
+from recon3d.runtime.options import at_most, non_negative, option
 
 RUN_FILE = "run.json"
 DATA_FORMATS = ("auto", *FORMATS)

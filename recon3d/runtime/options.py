@@ -144,8 +144,10 @@ def add_arguments(parser, cls, skip: Sequence[str] = (), only: Sequence[str] | N
             kw["type"] = _parser_for(f.name, scalar, meta.get("check"))
             if meta.get("choices") is not None:
                 kw["choices"] = meta["choices"]
-            if meta.get("metavar"):
-                kw["metavar"] = meta["metavar"]
+            metavar = meta.get("metavar") or (None if meta.get("choices") is not None else
+                                              {int: "N", float: "X", Path: "PATH"}.get(scalar))
+            if metavar:
+                kw["metavar"] = metavar
             if is_list:
                 kw["nargs"] = "+"
         parser.add_argument(flag, **kw)
