@@ -2,6 +2,7 @@
 
     recon3d demo [--host 127.0.0.1] [--port 7860] [--workdir outputs/app] [--runs-root outputs]
                  [--share false] [--device cpu] [--fast] [--max-jobs 20] [--max-fit-runs 10] [--max-job-age 0]
+                 [--checkpoints DIR]
 
 Gradio is imported only inside the handler, so ``recon3d --help`` stays fast and works without it.
 """
@@ -55,6 +56,10 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
                    help="the app's working folder: uploads, job outputs, fit runs (default outputs/app)")
     p.add_argument("--runs-root", type=Path, action="append", default=None,
                    help="folder whose run folders the Viewer lists (repeatable; default outputs)")
+    p.add_argument("--checkpoints", type=Path, action="append", default=None, metavar="DIR",
+                   help="folder holding published checkpoints (e.g. OpenLRM downloads: model.safetensors + "
+                        "config.json, in DIR or its subfolders), offered beside the shipped models (repeatable; "
+                        "default RECON3D_CHECKPOINTS)")
     p.add_argument("--share", type=_bool, default=False, metavar="true|false",
                    help="create a public gradio.live link (default false; needs internet)")
     p.add_argument("--device", default=None, type=checked(str, check_device),
@@ -79,7 +84,8 @@ def cmd_demo(args) -> int:
                                         fast=True if args.fast else None,
                                         runs_roots=[str(r) for r in args.runs_root] if args.runs_root else None,
                                         max_jobs=args.max_jobs, max_fit_runs=args.max_fit_runs,
-                                        max_job_age_h=args.max_job_age)
+                                        max_job_age_h=args.max_job_age,
+                                        checkpoint_dirs=[str(c) for c in args.checkpoints] if args.checkpoints else None)
     except ValueError as e:  # a RECON3D_APP_* variable that is not a number
         print(f"recon3d demo: error: {e}", file=sys.stderr)
         return 2

@@ -3,8 +3,9 @@
 Each request gets its own folder ``workdir/jobs/<job id>/`` holding ``inputs/`` (the checked,
 sanitized copy of the upload) and ``out/`` (what :func:`recon3d.feedforward.predict.image_to_3d`
 writes), made by the bounded store :func:`apps.jobs.image_jobs`: the folder is held (kept from the
-bound) until the caller releases or discards it. The model list holds only models whose shipped
-checkpoint exists.
+bound) until the caller releases or discards it. The model list holds the models whose shipped
+checkpoint exists, then the published checkpoints found in ``settings.checkpoint_dirs`` (``recon3d demo
+--checkpoints DIR``; e.g. OpenLRM folders), each under its own label.
 """
 
 from __future__ import annotations
@@ -33,11 +34,30 @@ IMAGE_MODELS = ("lrm", "pixelnerf")
 _SAMPLE_VIEWS = ("r_0.png", "r_13.png", "r_30.png")
 
 
-def available_models() -> list[str]:
-    """Image-to-3D models with a shipped checkpoint (``data/checkpoints/<name>.pt``), preferred first."""
+def available_models(settings: Optional[AppSettings] = None) -> list[str]:
+    """Image-to-3D models with a shipped checkpoint (``data/checkpoints/<name>.pt``), preferred first, then
+    (with ``settings``) the labels of the published checkpoints in its ``checkpoint_dirs``."""
     from recon3d.feedforward.registry import MODELS, shipped_checkpoint
 
-    return [m for m in IMAGE_MODELS if m in MODELS and shipped_checkpoint(m).is_file()]
+    shipped = [m for m in IMAGE_MODELS if m in MODELS and shipped_checkpoint(m).is_file()]
+    return shipped + (list(published_models(settings)) if settings is not None else [])
+
+
+def published_models(settings: AppSettings) -> dict[str, tuple[str, Path]]:
+    """label -> (registry model name, checkpoint folder) for every published image-to-3D checkpoint found
+    in ``settings.checkpoint_dirs`` (labels like ``openlrm-mix-base-1.1 (published lrm)``, made unique)."""
+    from recon3d.feedforward.registry import published_checkpoints
+
+    found: dict[str, tuple[str, Path]] = {}
+    for root in settings.checkpoint_dirs:
+        for name, label, path in published_checkpoints(root):
+            if name not in IMAGE_MODELS or any(p == path for _, p in found.values()):
+                continue
+            text, n = f"{label} (published {name})", 2
+            while text in found:
+                text, n = f"{label} (published {name}, {n})", n + 1
+            found[text] = (name, path)
+    return found
 
 
 def list_examples(settings: AppSettings, limit: int = 8) -> list[Path]:
@@ -100,11 +120,13 @@ def run_image_to_3d(settings: AppSettings, upload: Optional[str | os.PathLike], 
     """
     if upload is None or str(upload) == "":
         raise DataError("image", "upload a photo or pick one of the examples first")
-    models = available_models()
+    models = available_models(settings)
     if not models:
-        raise DataError("data/checkpoints", "no image-to-3D checkpoint is installed (lrm.pt or pixelnerf.pt)")
+        raise DataError("data/checkpoints", "no image-to-3D checkpoint is installed (lrm.pt or pixelnerf.pt, "
+                                            "or a published one in `recon3d demo --checkpoints DIR`)")
     if model not in models:
         raise DataError("model", f"unknown model {model!r}; choose one of {', '.join(models)}")
+    name, checkpoint = published_models(settings).get(model, (model, None))
     from recon3d.feedforward.predict import image_to_3d
 
     shown_name = sanitize_filename(user_name or Path(upload).name, "image")
@@ -115,7 +137,7 @@ def run_image_to_3d(settings: AppSettings, upload: Optional[str | os.PathLike], 
                               max_pixels=settings.max_pixels)
         t0 = time.perf_counter()
         try:
-            res = image_to_3d(model, [checked.path], job / "out", device=settings.device,
+            res = image_to_3d(name, [checked.path], job / "out", checkpoint=checkpoint, device=settings.device,
                               **predict_options(settings, texture))
         except DataError as e:  # e.g. "no object found": name the user's file, never a server path
             raise DataError(shown_name if e.path.name == checked.path.name else e.path.name, e.problem) from None

@@ -18,7 +18,9 @@ Environment: ``RECON3D_APP_FAST=1`` (used by the browser tests) lowers the mesh 
 number of turntable frames and novel views so an image-to-3D request takes seconds on a CPU;
 ``RECON3D_APP_DEVICE`` picks the device; ``RECON3D_APP_DENSITY_THRESHOLD`` overrides the mesh iso-level;
 ``RECON3D_APP_MAX_JOBS``, ``RECON3D_APP_MAX_FIT_RUNS`` and ``RECON3D_APP_MAX_JOB_AGE_H`` bound the job
-folders. The image-to-3D defaults (mesh resolution, turntable frames, views, iso-level, device) are
+folders; ``RECON3D_CHECKPOINTS`` (folders separated by ``os.pathsep``, as ``recon3d demo --checkpoints``)
+names where published checkpoints are looked for (OpenLRM folders: ``model.safetensors`` +
+``config.json``), offered beside the shipped models. The image-to-3D defaults (mesh resolution, turntable frames, views, iso-level, device) are
 ``recon3d predict``'s (:data:`recon3d.feedforward.options.DEFAULTS`).
 """
 
@@ -66,6 +68,8 @@ class AppSettings(ConfigIO):
     runs_roots: list[str] = field(default_factory=lambda: ["outputs"])
     #: photos bundled as examples for image-to-3D (PNG/JPEG files in these folders)
     example_dirs: list[str] = field(default_factory=lambda: [str(REPO_ROOT / "data" / "examples")])
+    #: folders searched for published checkpoints (e.g. OpenLRM downloads), offered beside the shipped models
+    checkpoint_dirs: list[str] = field(default_factory=list)
     #: the bundled photo set offered by the fit tab
     example_scene: str = str(REPO_ROOT / "data" / "sample_scene" / "images")
     #: device for image-to-3D and fits: auto (CUDA when available), cpu or cuda
@@ -115,6 +119,8 @@ class AppSettings(ConfigIO):
             s.fast = True
         if os.environ.get("RECON3D_APP_DEVICE"):
             s.device = os.environ["RECON3D_APP_DEVICE"]
+        if os.environ.get("RECON3D_CHECKPOINTS"):
+            s.checkpoint_dirs = [p for p in os.environ["RECON3D_CHECKPOINTS"].split(os.pathsep) if p.strip()]
         if os.environ.get("RECON3D_APP_DENSITY_THRESHOLD"):
             s.density_threshold = float(os.environ["RECON3D_APP_DENSITY_THRESHOLD"])
         for key, name, kind in (("max_jobs", "RECON3D_APP_MAX_JOBS", int),
@@ -141,6 +147,7 @@ class AppSettings(ConfigIO):
         d["runs_roots"] = list(dict.fromkeys(roots))  # keep order, drop duplicates
         d["example_dirs"] = [str(Path(p).expanduser().resolve()) for p in d["example_dirs"]]
         d["example_scene"] = str(Path(d["example_scene"]).expanduser().resolve())
+        d["checkpoint_dirs"] = [str(Path(p).expanduser().resolve()) for p in d["checkpoint_dirs"]]
         out = type(self).from_dict(d)
         for sub in ("gradio", "jobs", "runs"):
             (work / sub).mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ def _shown_state(store: jobs.JobStore, discard: bool) -> gr.State:
 
 # ------------------------------------------------------------------------------ image to 3D
 def _image_tab(settings: AppSettings) -> None:
-    models = image_tab.available_models()
+    models = image_tab.available_models(settings)
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="Photo of an object (PNG/JPEG; a cut-out on a plain background works best)",
@@ -67,7 +67,8 @@ def _image_tab(settings: AppSettings) -> None:
             run = gr.Button("Reconstruct", variant="primary", elem_id="i2d-run")
             status = gr.Markdown(
                 "" if models else "**Note:** no image-to-3D checkpoint is installed (`data/checkpoints/lrm.pt` or "
-                "`pixelnerf.pt`); train one with `recon3d train lrm`.",
+                "`pixelnerf.pt`); train one with `recon3d train lrm`, or name a folder of published checkpoints "
+                "with `recon3d demo --checkpoints DIR`.",
                 elem_id="i2d-status", elem_classes="status-box")
             seen = gr.Image(label="Input as the model saw it", type="filepath", interactive=False, height=200)
         with gr.Column(scale=2):

@@ -19,11 +19,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_flags_and_defaults_of_recon3d_predict():
     flags = [a.option_strings[0] for a in _parser()._actions if a.option_strings and a.dest != "help"]
-    assert flags == ["--model", "--images", "--masks", "--cameras", "--checkpoint", "--out", "--device", "--views",
-                     "--orbit-frames", "--mesh-resolution", "--threshold", "--texture-size", "--refine-poses"]
+    assert flags == ["--model", "--images", "--masks", "--cameras", "--checkpoint", "--variant", "--out", "--device",
+                     "--views",
+                     "--orbit-frames", "--mesh-resolution", "--threshold", "--texture-size", "--refine-poses",
+                     "--vggt-preprocess", "--vggt-exif"]
     args = _parser().parse_args(["--model", "lrm", "--images", "a.png", "b.png"])
     assert (args.device, args.num_views, args.orbit_frames, args.mesh_resolution) == ("auto", 8, 32, 96)
     assert (args.density_threshold, args.texture_size, args.refine_poses) == (None, 0, False)
+    assert (args.vggt_preprocess, args.vggt_exif) == ("crop", False)
     assert [str(p) for p in args.images] == ["a.png", "b.png"] and args.masks is None
     assert DEFAULTS.conf_threshold == DEFAULT_CONF_THRESHOLD == 1.5
 

@@ -244,10 +244,12 @@ def published_state():
 
 
 def test_published_checkpoint_loads_strictly(tmp_path, published_state):
-    path = tmp_path / "pixel_nerf_latest"
+    path = tmp_path / "srn_car" / "pixel_nerf_latest"  # the released layout: the folder names the variant
+    path.parent.mkdir()
     torch.save(published_state, path)
     model = registry.load_model("pixelnerf", path)  # not a recon3d payload -> from_external_checkpoint
-    assert model.config == PixelNeRFConfig.published()
+    assert model.config == PixelNeRFConfig.published() == PixelNeRFConfig.released("srn_car")
+    assert sum(1 for _ in published_state) == 278
     sd = model.state_dict()
     assert set(sd) == set(published_state)
     for name, value in published_state.items():
@@ -280,19 +282,19 @@ def test_published_loader_reports_mismatches(published_state):
     state = dict(published_state)
     del state["mlp_fine.lin_out.bias"]
     state["encoder.model.fc.weight"] = torch.zeros(1000, 512)
-    state["mlp_coarse.lin_in.weight"] = torch.zeros(512, 39)
+    state["mlp_fine.lin_in.weight"] = torch.zeros(512, 39)  # the architecture is read from mlp_coarse
     with pytest.raises(DataError) as err:
-        PixelNeRF.from_external_checkpoint("ckpt/pixel_nerf_latest", state)
+        PixelNeRF.from_external_checkpoint("ckpt/sn64/pixel_nerf_latest", state)
     msg = str(err.value)
-    assert msg.startswith("ckpt/pixel_nerf_latest:")
+    assert msg.startswith("ckpt/sn64/pixel_nerf_latest:") and len(msg.splitlines()) == 1
     assert "1 missing key(s): mlp_fine.lin_out.bias" in msg
     assert "1 unexpected key(s): encoder.model.fc.weight" in msg
-    assert "mlp_coarse.lin_in.weight (512, 39) != (512, 42)" in msg
+    assert "mlp_fine.lin_in.weight (512, 39) != (512, 42)" in msg
     # DataParallel prefixes are stripped; a wrapped {"state_dict": ...} is unwrapped
     wrapped = {"state_dict": {"module." + k: v for k, v in published_state.items()}, "epoch": 3}
-    assert isinstance(PixelNeRF.from_external_checkpoint("x", wrapped), PixelNeRF)
+    assert PixelNeRF.from_external_checkpoint("x", wrapped, variant="dtu").config.variant == "dtu"
     with pytest.raises(DataError, match="no state dict"):
-        PixelNeRF.from_external_checkpoint("x", {"epoch": 3})
+        PixelNeRF.from_external_checkpoint("x", {"epoch": 3}, variant="dtu")
 
 
 def test_shipped_checkpoint_predicts_view_and_mesh():

@@ -134,7 +134,7 @@ def cmd_predict(args) -> int:
 
     from recon3d.feedforward import registry
     from recon3d.feedforward.options import predict_options
-    from recon3d.feedforward.predict import image_to_3d, model_predict_hook
+    from recon3d.feedforward.predict import expand_image_paths, image_to_3d, model_predict_hook
     from recon3d.runtime.device import resolve_device
 
     opts = predict_options(args)
@@ -149,12 +149,14 @@ def cmd_predict(args) -> int:
         return 2
     from recon3d.io.images import check_image_pixels
 
+    out = opts.out or Path("outputs") / "predict" / f"{opts.model}-{Path(opts.images[0]).stem}"  # a folder: its name
+    opts = replace(opts, images=expand_image_paths(opts.images),  # folders -> their images, natural order
+                   masks=expand_image_paths(opts.masks) if opts.masks else opts.masks)
     for p in [*opts.images, *(opts.masks or [])]:  # before anything is decoded or written
         check_image_pixels(p)
-    out = opts.out or Path("outputs") / "predict" / f"{opts.model}-{Path(opts.images[0]).stem}"
     hook = model_predict_hook(opts.model)
     if hook is not None and opts.cameras is None:  # model-specific outputs (VGGT: cameras, depth, points)
-        model = registry.load_model(opts.model, opts.checkpoint, device=device)
+        model = registry.load_model(opts.model, opts.checkpoint, device=device, variant=opts.variant)
         summary = hook(model, opts.images, out, replace(opts, device=device))
         print(f"predicted with {opts.model}: outputs in {out}" + (f" ({summary.get('points')} points)"
                                                                  if isinstance(summary, dict) and "points" in summary else ""))
@@ -162,7 +164,7 @@ def cmd_predict(args) -> int:
     if opts.refine_poses:
         raise SystemExit(f"recon3d predict: error: --refine-poses is for --model vggt (cameras), not {opts.model}")
     res = image_to_3d(opts.model, opts.images, out, checkpoint=opts.checkpoint, device=device,
-                      cameras=opts.cameras, masks=opts.masks, **opts.field_kwargs())
+                      cameras=opts.cameras, masks=opts.masks, variant=opts.variant, **opts.field_kwargs())
     for note in res.notes:
         print(f"note: {note}")
     mesh = f"mesh {res.mesh.num_faces} faces ({', '.join(res.meshes)})" if res.mesh is not None else "no mesh"

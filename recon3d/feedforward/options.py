@@ -50,6 +50,8 @@ class PredictOptions:
     Attributes:
         model: registered model name; images: the photos (paths); masks: optional object masks.
         cameras: optional JSON of the images' cameras; checkpoint: weights (None: the shipped ones).
+        variant: released variant of a published ``checkpoint`` (pixelNeRF: srn_car, srn_chair, sn64,
+            sn64_unseen, dtu; None: from the file's folder name, e.g. ``checkpoints/sn64/pixel_nerf_latest``).
         out: output folder (None: ``outputs/predict/MODEL-IMAGE``).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         num_views: novel views rendered on a ring (0: none); orbit_frames: turntable frames (0: none).
@@ -57,15 +59,22 @@ class PredictOptions:
         density_threshold: mesh iso-level, 1/world units (None: the model's ``mesh_density_threshold``).
         texture_size: side of a baked UV texture, texels (0: vertex colours only).
         refine_poses: VGGT: refine the predicted cameras by coloured ICP of its depth maps.
+        vggt_preprocess: VGGT: the official ``load_and_preprocess_images`` mode, ``crop`` (default,
+            as the official demo) or ``pad``; vggt_exif: VGGT: apply EXIF orientation first (the
+            official code does not).
         conf_threshold: VGGT: minimum depth confidence of the points and saved depth (not a flag).
     """
 
     model: Optional[str] = option(None, "registered model name (lrm, pixelnerf, vggt, ...)", required=True)
-    images: Optional[list[Path]] = option(None, "photo(s) of one object", required=True)
+    images: Optional[list[Path]] = option(
+        None, "photo(s) of one object, or a folder of them (every image in it, natural order)", required=True)
     masks: Optional[list[Path]] = option(None, "object masks, one per image (optional)")
     cameras: Optional[Path] = option(
         None, "JSON of the images' cameras (recon3d K/c2w frames or nerfstudio transforms.json)")
     checkpoint: Optional[Path] = option(None, "model checkpoint (default: the shipped one)")
+    variant: Optional[str] = option(
+        None, "released variant of a published --checkpoint (pixelnerf: srn_car, srn_chair, sn64, sn64_unseen, "
+              "dtu; default: the file's folder name)")
     out: Optional[Path] = option(None, "output folder (default outputs/predict/MODEL-IMAGE)")
     device: str = option("auto", "auto | cpu | cuda", check=device_name)
     num_views: int = option(8, "novel views to render", flag="--views", metavar="VIEWS", check=non_negative)
@@ -79,6 +88,12 @@ class PredictOptions:
         check=at_most(MAX_TEXTURE_SIZE, non_negative))
     refine_poses: bool = option(
         False, "vggt: refine the predicted cameras by coloured ICP of the predicted depth maps (open3d)")
+    vggt_preprocess: str = option(
+        "crop", "vggt: official load_and_preprocess_images mode: crop (width = the model's size, 518 for "
+                "VGGT-1B; taller frames centre-cropped to a square) or pad (longer side = that size, padded "
+                "with white to a square)", choices=("crop", "pad"))
+    vggt_exif: bool = option(
+        False, "vggt: rotate photos by their EXIF orientation first (the official VGGT code does not)")
     conf_threshold: float = option(DEFAULT_CONF_THRESHOLD, "vggt: minimum depth confidence", cli=False)
 
     def field_kwargs(self) -> dict:

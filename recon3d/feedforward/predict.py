@@ -304,10 +304,12 @@ def _render_ring(model, latent, cameras, size: int, options) -> list[np.ndarray]
 
     dev = next(model.parameters()).device
     chunk = int(getattr(model, "render_chunk", 1024))
+    own = getattr(model, "render_view", None)  # a model's own image renderer (published OpenLRM: the official rays)
     frames = []
     for i in range(len(cameras)):
-        out = render_view(model, latent, cameras.K[i:i + 1].to(dev), cameras.c2w[i:i + 1].to(dev), size, size, options,
-                          chunk=chunk)
+        K, c2w = cameras.K[i:i + 1].to(dev), cameras.c2w[i:i + 1].to(dev)
+        out = (own(latent, K, c2w, size, size, options, chunk=chunk) if own is not None
+               else render_view(model, latent, K, c2w, size, size, options, chunk=chunk))
         frames.append((out["rgb"][0].float().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8))
     return frames
 
@@ -345,7 +347,7 @@ def predict_radiance_field(model, images: Tensor, K: Tensor, c2w: Tensor, out_di
     res = PredictResult(out_dir=out, notes=list(notes or []))
     dev = next(model.parameters()).device
     S, _, H, W = images.shape
-    size = int(render_size or H)
+    size = int(render_size or getattr(model, "predict_render_size", None) or H)  # published OpenLRM: its render size
     opts = render_options or RenderOptions()
     for i in range(S):
         res.inputs.append(save_image(out / "inputs" / f"input_{i:02d}.png", images[i].permute(1, 2, 0)))
@@ -414,6 +416,24 @@ def _summary(model, res: PredictResult, K: Tensor, c2w: Tensor, size: int) -> di
     }
 
 
+def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the images directly inside it, in natural order
+    (:func:`recon3d.io.images.list_images`, as ``fit --images``); files are kept as given.
+    DataError naming a folder that holds no image."""
+    from recon3d.io.images import IMAGE_EXTENSIONS, list_images
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = list_images(p)
+            if not found:
+                raise DataError(p, f"no images in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
 def model_input_size(model) -> int:
     """Input image side a model expects: ``model.predict_image_size``, ``config.image_size``, else 64."""
     return int(getattr(model, "predict_image_size", None) or getattr(model.config, "image_size", None) or 64)
@@ -422,7 +442,8 @@ def model_input_size(model) -> int:
 def image_to_3d(model_name: str, image_paths: Sequence[str | Path], out_dir: str | Path,
                 checkpoint: Optional[str | Path] = None, device: str = DEFAULTS.device,
                 cameras: Optional[str | Path] = None,
-                masks: Optional[Sequence[str | Path]] = None, **opts) -> PredictResult:
+                masks: Optional[Sequence[str | Path]] = None, variant: Optional[str] = None,
+                **opts) -> PredictResult:
     """Photos of one object -> novel views, turntable and mesh with model ``model_name``.
 
     Loads the model (``checkpoint`` or the shipped one), prepares the images
@@ -439,10 +460,12 @@ def image_to_3d(model_name: str, image_paths: Sequence[str | Path], out_dir: str
 
     t0 = time.perf_counter()
     device = str(resolve_device(device))
-    paths = [Path(p) for p in image_paths]
+    paths = expand_image_paths(image_paths)
+    if masks is not None:
+        masks = expand_image_paths(masks)
     if not paths:
         raise DataError(Path("images"), "no input images given")
-    model = load_model(model_name, checkpoint, device=device)
+    model = load_model(model_name, checkpoint, device=device, variant=variant)
     if not isinstance(model, ConditionedRadianceField):
         run = model_predict_hook(model_name)
         if run is None:
@@ -460,8 +483,9 @@ def image_to_3d(model_name: str, image_paths: Sequence[str | Path], out_dir: str
                        for i in range(len(paths))])
         c2w = cams["c2w"]
     else:
-        images, _, notes = load_input_images(paths, size, masks)
-        K, c2w = canonical_source_cameras(len(paths), size)
+        images, _, notes = load_input_images(paths, size, masks, fill=getattr(model, "predict_fill", CANONICAL_FILL))
+        own = getattr(model, "default_source_cameras", None)  # a published model's fixed source camera (OpenLRM)
+        K, c2w = own(len(paths), size) if own is not None else canonical_source_cameras(len(paths), size)
     t_load = time.perf_counter() - t0
     res = predict_radiance_field(model, images, K, c2w, out_dir, notes=notes, **opts)
     res.timings["load"] = t_load

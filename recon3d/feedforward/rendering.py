@@ -56,7 +56,16 @@ def render_rays(
     Returns:
         dict with ``rgb`` (B, R, 3) in [0, 1] over the background, ``opacity`` (B, R, 1), ``depth``
         (B, R, 1) expected distance along the ray, world units (0 where nothing is hit).
+
+    A model may render rays its own way (the released pixelNeRF networks: the official renderer) by
+    defining ``render_rays_override(latent, origins, directions, options, generator)`` that returns such
+    a dict, or None to use the shared sampler below.
     """
+    override = getattr(model, "render_rays_override", None)
+    if override is not None:
+        out = override(latent, origins, directions, options, generator)
+        if out is not None:
+            return out
     B, R = origins.shape[:2]
     b = model.scene_bound
     nears, fars, _ = intersect_aabb(origins, directions, (-b, -b, -b), (b, b, b), near_min=1e-3)

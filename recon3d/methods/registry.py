@@ -24,7 +24,7 @@ from typing import Any
 from recon3d.io.errors import DataError
 
 #: capabilities a method may declare
-CAPABILITIES = ("pose_opt", "mesh", "splats", "masks")
+CAPABILITIES = ("pose_opt", "mesh", "splats", "masks", "distortion")
 
 
 def _resolve(path: str):
@@ -44,7 +44,8 @@ class MethodSpec:
         option_fields: fit option -> dotted config field it sets (``max_steps``, ``backend``,
             ``pose_opt``, ``mesh_resolution``); an option a method does not list does not apply to it.
         capabilities: subset of :data:`CAPABILITIES`: ``pose_opt`` (refines camera poses), ``mesh``
-            (fit writes mesh.glb/.obj/.ply), ``splats`` (Gaussians: splats.ply), ``masks`` (uses masks).
+            (fit writes mesh.glb/.obj/.ply), ``splats`` (Gaussians: splats.ply), ``masks`` (uses masks),
+            ``distortion`` (renders distorted cameras itself; the others get undistorted images).
         orbit_max_size: cap of the orbit GIF's frame size (ray-marched methods render slowly on a CPU).
     """
 
@@ -149,12 +150,12 @@ METHODS: dict[str, MethodSpec] = {
                    "recon3d.methods.nerf.config:NerfConfig", "recon3d.methods.nerf.config:PRESETS",
                    "recon3d.methods.nerf.trainer:NerfTrainer",
                    option_fields={"max_steps": "max_steps", "mesh_resolution": "mesh_resolution"},
-                   capabilities=frozenset({"mesh", "masks"}), orbit_max_size=256),
+                   capabilities=frozenset({"mesh", "masks", "distortion"}), orbit_max_size=256),
         MethodSpec("sdf", "NeuS-style signed distance field",
                    "recon3d.methods.sdf.config:SdfConfig", "recon3d.methods.sdf.config:PRESETS",
                    "recon3d.methods.sdf.trainer:SdfTrainer",
                    option_fields={"max_steps": "max_steps", "mesh_resolution": "mesh_resolution"},
-                   capabilities=frozenset({"mesh", "masks"}), orbit_max_size=128),
+                   capabilities=frozenset({"mesh", "masks", "distortion"}), orbit_max_size=128),
     )
 }
 

@@ -122,6 +122,12 @@ def _fit(opts: FitOptions, spec: MethodSpec, out: Path, events: Progress) -> dic
 
     t_start = time.perf_counter()
     scene, pose_info = load_fit_scene(opts, out, events)
+    if scene.cameras.is_distorted and not spec.supports("distortion"):
+        from recon3d.sfm.undistort import undistort_scene
+
+        events.stage("undistort", "undistorting the images to pinhole cameras (pycolmap)")
+        scene, n = undistort_scene(scene, out / "undistorted")
+        pose_info["undistorted_views"] = n
     cfg = method_config(opts, spec, out)
     cfg.save(out / "config.json")
     save_run_options(opts, out)

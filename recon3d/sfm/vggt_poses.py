@@ -37,20 +37,25 @@ MAX_POINTS = 100_000
 
 def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint: str | Path | None = None,
                            max_size: int = 1600, device: str = "cpu", conf_threshold: float | None = None,
-                           refine: bool = False):
+                           refine: bool = False, mode: str = "crop"):
     """Photos in ``src_dir`` -> (posed :class:`~recon3d.io.Scene`, info dict) using the VGGT model.
 
     Args:
         src_dir: folder of photos.
         work_dir: output folder (``images/``, ``transforms.json``, ``vggt.json``).
         checkpoint: VGGT weights (default: the shipped ``data/checkpoints/vggt.pt``; the published
-            ``model.pt`` of ``facebook/VGGT-1B`` works too).
+            ``model.pt`` of ``facebook/VGGT-1B`` works too, read by the loader ``recon3d predict``
+            uses, :func:`recon3d.feedforward.registry.load_model`).
         max_size: longest side of the prepared photos, pixels.
         device: torch device for the forward pass (``auto``: CUDA when available; see
             :func:`recon3d.runtime.device.resolve_device`).
         conf_threshold: minimum depth confidence of the initial points (default: predict's).
         refine: refine the cameras by coloured ICP of the predicted depth maps
             (:func:`recon3d.feedforward.vggt.refine.refine_poses_icp`).
+        mode: the official preprocessing mode (:mod:`recon3d.feedforward.vggt.preprocess`), ``crop``
+            or ``pad``. The photos fed are the prepared ones (EXIF orientation applied, at most
+            ``max_size`` pixels), so that the cameras fit the images the fit reads; the cameras are
+            returned for the whole prepared photo (a crop only limits where points come from).
     Returns:
         ``(scene, info)``; ``info`` has ``num_images``, ``num_points``, ``seconds``, ``forward_seconds``,
         ``checkpoint``, ``pose_refinement`` (None unless ``refine``).
@@ -59,7 +64,7 @@ def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint
 
     from recon3d.core.cameras import Cameras
     from recon3d.feedforward.registry import load_model, shipped_checkpoint
-    from recon3d.feedforward.vggt.predict import DEFAULT_CONF_THRESHOLD, load_photos, predict_geometry
+    from recon3d.feedforward.vggt.predict import DEFAULT_CONF_THRESHOLD, predict_geometry
 
     src, work = Path(src_dir), Path(work_dir)
     device = resolve_device(device)  # fail fast on a bad name, before preparing photos
@@ -75,7 +80,7 @@ def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint
                     "poses are rough (see data/checkpoints/vggt.md); for real captures pass the published "
                     "VGGT-1B weights (--vggt-checkpoint model.pt) or use SfM")
     model = load_model("vggt", ckpt, device=device)
-    geo = predict_geometry(model, load_photos(paths), device=device)
+    geo = predict_geometry(model, paths, device=device, mode=mode)
     thr = DEFAULT_CONF_THRESHOLD if conf_threshold is None else float(conf_threshold)
     refinement = None
     if refine:
@@ -92,7 +97,8 @@ def scene_from_images_vggt(src_dir: str | Path, work_dir: str | Path, checkpoint
     train, test = every_nth_split(len(paths))
     info = {"poses": "vggt feed-forward", "num_images": len(paths), "num_points": int(len(points)),
             "forward_seconds": round(geo.seconds, 3), "model_resolution_hw": list(geo.model_hw),
-            "checkpoint": str(ckpt), "conf_threshold": thr, "pose_refinement": refinement}
+            "checkpoint": str(ckpt), "conf_threshold": thr, "pose_refinement": refinement,
+            "preprocessing": geo.preprocessing}
     scene = finalize_scene(cams, paths, source=images_dir, train_indices=train, test_indices=test,
                            points=points if len(points) else None, point_colors=colors if len(points) else None,
                            background="white" if cutouts else None, name=src.resolve().name, source_format="vggt",

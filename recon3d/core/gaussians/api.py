@@ -5,9 +5,19 @@ Backends:
   * ``"torch"``: recon3d's pure-PyTorch tile rasterizer (:mod:`.rasterize_torch`), any device,
     float32 or float64, hand-written backward.
   * ``"reference"``: brute-force per-pixel renderer (:mod:`.reference`), tests and benchmarks only.
-  * ``"auto"`` (default): ``"gsplat"`` when the Gaussians are CUDA tensors and gsplat imports,
-    else ``"torch"``. The environment variable ``RECON3D_RASTER_BACKEND`` (``torch``/``gsplat``/
-    ``reference``/``auto``) overrides ``"auto"``; an explicit ``backend=`` argument overrides both.
+  * ``"auto"`` (default): ``"gsplat"`` when the Gaussians are CUDA tensors and gsplat really works
+    on their device (:func:`.rasterize_gsplat.gsplat_status`: its CUDA extension loads and a tiny
+    rasterization succeeds; checked once per process and device), else ``"torch"`` on the same
+    device, with a one-line warning (once per device) when gsplat was expected but is unusable. The
+    environment variable ``RECON3D_RASTER_BACKEND`` (``torch``/``gsplat``/``reference``/``auto``)
+    overrides ``"auto"``; an explicit ``backend=`` argument overrides both.
+  * ``"gsplat"`` asked for explicitly (argument or environment variable) on tensors it cannot render
+    raises :class:`.rasterize_gsplat.GsplatUnavailableError` (a ``ValueError``, one-line message
+    saying why and how to fix it) instead of falling back. :func:`check_backend` runs the same
+    decision up front (before a long fit starts).
+
+Every backend renders with autocast disabled (float32 or float64 as given), so calling
+:func:`rasterize` inside a ``torch.autocast`` region is safe.
 
 Every backend has the signature ``fn(gaussians, viewmats, Ks, width, height, sh_degree=None, near=0.01,
 far=1e10, backgrounds=None, antialiased=False, tile_size=None, eps2d=EPS2D) -> dict`` with a
@@ -72,10 +82,30 @@ def resolve_backend(backend: str, device: torch.device) -> str:
                 raise ValueError(f"{ENV_BACKEND}={env!r} is not one of {BACKENDS}")
             backend = env
     if backend == "auto":
-        from .rasterize_gsplat import gsplat_available
+        backend = "torch"
+        if device.type == "cuda":
+            from .rasterize_gsplat import gsplat_status, warn_fallback
 
-        backend = "gsplat" if device.type == "cuda" and gsplat_available() else "torch"
+            status = gsplat_status(device)
+            if status.usable:
+                backend = "gsplat"
+            else:
+                warn_fallback(status)
     return backend
+
+
+def check_backend(backend: str, device) -> str:
+    """The backend :func:`rasterize` will use for tensors on ``device``, decided now: ``"auto"``
+    resolves (with its one-line fallback warning), an explicit ``"gsplat"`` that cannot work there
+    raises :class:`.rasterize_gsplat.GsplatUnavailableError` (one line). Call it before a long fit so
+    a bad ``--backend`` fails at once."""
+    device = torch.device(device)
+    name = resolve_backend(backend, device)
+    if name == "gsplat":
+        from .rasterize_gsplat import require_gsplat
+
+        require_gsplat(device)
+    return name
 
 
 def _check_cameras(viewmats: Tensor, Ks: Tensor) -> None:
@@ -175,12 +205,18 @@ def rasterize(
     if name == "torch":
         from .rasterize_torch import rasterize_torch as fn
     elif name == "gsplat":
-        if not ref.is_cuda:
-            raise ValueError("the gsplat backend needs CUDA tensors; use backend='torch' on CPU")
-        from .rasterize_gsplat import rasterize_gsplat as fn
+        from .rasterize_gsplat import rasterize_gsplat as fn, require_gsplat
+
+        require_gsplat(ref.device)  # CUDA tensors and a gsplat that works there (cached), else one-line error
+        if ref.dtype != torch.float32:
+            raise ValueError(f"the gsplat backend renders float32 tensors, got {ref.dtype}; use backend='torch'")
     else:
         from .reference import rasterize_reference as fn
-    return RasterOutput(**fn(gaussians, viewmats, Ks, int(width), int(height), **kwargs), backend=name)
+    # the backends compute in the inputs' dtype: an enclosing autocast region (mixed-precision training)
+    # would turn their matmuls into bf16/fp16 and break the accumulation buffers
+    with torch.autocast(device_type=ref.device.type, enabled=False):
+        out = fn(gaussians, viewmats, Ks, int(width), int(height), **kwargs)
+    return RasterOutput(**out, backend=name)
 
 
 def rasterize_cameras(gaussians: Gaussians, cameras, *, sh_degree: Optional[int] = None, **kwargs) -> RasterOutput:

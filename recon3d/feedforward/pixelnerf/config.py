@@ -1,6 +1,6 @@
 """pixelNeRF configuration: architecture, point/view inputs, training rays, rendering budgets.
 
-Two presets:
+Two presets (and the released variants, :data:`VARIANTS`):
 
 - :meth:`PixelNeRFConfig.tiny` (the dataclass defaults, what ``recon3d train pixelnerf`` builds):
   what recon3d trains and ships (``data/checkpoints/pixelnerf.pt``): a small ResNet encoder (3 stages
@@ -12,13 +12,22 @@ Two presets:
   = 512 channels), point coordinates rotated (not translated) into the source camera's OpenGL-axes
   frame, positional encoding with 6 frequencies ``1.5 * 2^k`` plus the input (39 values) followed
   by the raw view direction (3), and separate coarse/fine ResNet-FC MLPs of 5 blocks, width 512,
-  with average pooling over source views before block 3.
+  with average pooling over source views before block 3. It computes what the official code computes
+  (``feature_sampling="official"``, ``renderer="official"``); :meth:`PixelNeRFConfig.released` adds the
+  settings of each released checkpoint (first max-pool, background, ray range, input size, cameras).
+
+Conventions at the model boundary: recon3d cameras are OpenCV (x right, y down, z forward) with pixel
+centres at +0.5; the official code uses OpenGL camera axes and integer pixel centres (pixel ``j`` at
+coordinate ``j``, principal point ``W / 2`` by default). The model converts internally: official pixel
+coordinate = recon3d pixel coordinate - 0.5, so the official default principal point is
+``cx = W / 2 + 0.5`` in a recon3d ``K`` (see :func:`.published.official_cameras`). Images enter in [0, 1]
+and are mapped to [-1, 1] inside the encoder, as the official ``encode`` expects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, Optional
 
 from recon3d.runtime.config import ConfigIO
 
@@ -56,6 +65,30 @@ class PixelNeRFConfig(ConfigIO):
         separate_fine_mlp: build ``mlp_coarse`` and ``mlp_fine`` (published); queries use
             ``mlp_fine`` when present. Otherwise a single ``mlp_coarse``.
         density_activation: ``"relu"`` (published) or ``"softplus"`` (smoother to train).
+    Conventions (``"official"``: what sxyu/pixel-nerf computes; ``"recon3d"``: what the shipped,
+    recon3d-trained model was trained with, the default so older recon3d checkpoints keep their behaviour):
+        feature_sampling: ``"official"``: deeper encoder levels upsampled with ``align_corners=True``;
+            features sampled at the official pixel mapping (integer pixel centres, feature cell ``j`` at
+            pixel ``j W / w``, ``grid_sample(align_corners=True)``) with border padding for every point,
+            also outside the image or behind the camera. ``"recon3d"``: ``align_corners=False`` resizing,
+            cells at ``(j + 0.5) W / w`` (pixel centres at +0.5), zero features outside/behind.
+        renderer: ``"official"``: the official NeRF renderer (``NeRFRenderer``): ``num_coarse`` uniform bins
+            between the planes ``z_near`` and ``z_far`` along each ray, ``num_fine - num_fine_depth``
+            importance samples and ``num_fine_depth`` samples around the coarse expected depth
+            (``depth_std``), coarse pass with ``mlp_coarse`` and fine pass with ``mlp_fine``, last interval
+            ending at ``z_far``, depth = sum of weights x distance. ``"recon3d"``: the shared core sampler
+            (:mod:`recon3d.feedforward.rendering`; rays clipped to the scene cube, one network).
+        z_near, z_far: ray range of the official renderer (distance along the ray, world units).
+        num_fine_depth, depth_std: the official renderer's depth-guided samples.
+        white_background: composite over white (False: black; the DTU release).
+    Prediction (``recon3d predict``):
+        image_size: side of the square input images ``recon3d predict`` prepares.
+        camera_radius, camera_focal, camera_elevation_deg: canonical source camera for photos without
+            cameras: distance to the origin, focal length in pixels at ``image_size``, elevation (degrees
+            above the horizon). ``camera_radius=None``: recon3d's canonical cameras
+            (:func:`recon3d.feedforward.predict.canonical_source_cameras`); ``camera_radius=0``: the model
+            needs known cameras (``--cameras``).
+        variant: name of the released checkpoint variant ("" for recon3d-trained models).
     Scene:
         scene_bound: half-size of the world cube holding the object (world units).
     Training:
@@ -93,6 +126,18 @@ class PixelNeRFConfig(ConfigIO):
     masked_pooling: bool = True
     separate_fine_mlp: bool = False
     density_activation: Literal["relu", "softplus"] = "softplus"
+    feature_sampling: Literal["official", "recon3d"] = "recon3d"
+    renderer: Literal["official", "recon3d"] = "recon3d"
+    z_near: float = 0.8
+    z_far: float = 1.8
+    num_fine_depth: int = 16
+    depth_std: float = 0.01
+    white_background: bool = True
+    image_size: int = 64
+    camera_radius: Optional[float] = None
+    camera_focal: float = 131.25
+    camera_elevation_deg: float = 0.0
+    variant: str = ""
     scene_bound: float = 1.0
     min_source_views: int = 1
     max_source_views: int = 3
@@ -120,6 +165,13 @@ class PixelNeRFConfig(ConfigIO):
             raise ValueError(f"camera_axes must be 'opengl' or 'opencv', not {self.camera_axes!r}")
         if self.density_activation not in ("relu", "softplus"):
             raise ValueError(f"density_activation must be 'relu' or 'softplus', not {self.density_activation!r}")
+        for name in ("feature_sampling", "renderer"):
+            if getattr(self, name) not in ("official", "recon3d"):
+                raise ValueError(f"{name} must be 'official' or 'recon3d', not {getattr(self, name)!r}")
+        if not 0 < self.z_near < self.z_far:
+            raise ValueError(f"need 0 < z_near < z_far, got {self.z_near}, {self.z_far}")
+        if not 0 <= self.num_fine_depth <= self.num_fine:
+            raise ValueError(f"num_fine_depth must be in 0..num_fine ({self.num_fine})")
         if not 0 <= self.combine_layer <= self.mlp_blocks:
             raise ValueError(f"combine_layer must be in 0..mlp_blocks ({self.mlp_blocks})")
         if not 1 <= self.min_source_views <= self.max_source_views:
@@ -143,20 +195,61 @@ class PixelNeRFConfig(ConfigIO):
 
     @classmethod
     def published(cls, **overrides) -> "PixelNeRFConfig":
-        """The released pixelNeRF architecture. The ShapeNet-64 release (``sn64``) was trained with
-        ``encoder_first_pool=False``; pass it as an override."""
+        """The released pixelNeRF architecture (``conf/default_mv.conf``) with the official conventions
+        and the SRN-car settings; :meth:`released` gives each released checkpoint's settings."""
         base = replace(
             cls(), encoder_stem_width=64, encoder_widths=[64, 128, 256, 512], encoder_blocks=[3, 4, 6, 3],
-            encoder_num_layers=4, encoder_norm="batch", encoder_first_pool=True, camera_axes="opengl",
+            encoder_num_layers=4, encoder_norm="batch", camera_axes="opengl",
             mlp_hidden=512, mlp_blocks=5, combine_layer=3, masked_pooling=False, separate_fine_mlp=True,
-            density_activation="relu", num_coarse=64, num_fine=32,
+            density_activation="relu", num_coarse=64, num_fine=32, num_fine_depth=16, depth_std=0.01,
+            feature_sampling="official", renderer="official", **VARIANTS["srn_car"],
         )
         return replace(base, **overrides)
 
     @classmethod
+    def released(cls, name: str, **overrides) -> "PixelNeRFConfig":
+        """:meth:`published` with the settings of released checkpoint ``name`` (:data:`VARIANTS`);
+        ValueError listing the names otherwise."""
+        if name not in VARIANTS:
+            raise ValueError(f"unknown pixelNeRF variant {name!r}; released variants: {', '.join(VARIANTS)}")
+        return cls.published(**{**VARIANTS[name], **overrides})
+
+    @classmethod
     def preset(cls, name: str, **overrides) -> "PixelNeRFConfig":
-        """``"tiny"`` or ``"published"``; ValueError otherwise."""
+        """``"tiny"``, ``"published"`` or a released variant name; ValueError otherwise."""
         presets = {"tiny": cls.tiny, "published": cls.published}
+        if name in VARIANTS:
+            return cls.released(name, **overrides)
         if name not in presets:
-            raise ValueError(f"unknown pixelNeRF preset {name!r}; known: {', '.join(presets)}")
+            raise ValueError(f"unknown pixelNeRF preset {name!r}; known: {', '.join([*presets, *VARIANTS])}")
         return presets[name](**overrides)
+
+
+#: Settings of the released checkpoints (``checkpoints/<name>/pixel_nerf_latest`` in the official
+#: ``pixel_nerf_weights.zip``) that their files do not hold. From the official code: ``use_first_pool``
+#: (``conf/exp/*.conf``), the background (``white_bkgd``: False for DTU only), the ray range (SRN cars
+#: 0.8-1.8, SRN chairs 1.25-2.75 in ``SRNDataset``; NMR ShapeNet 1.2-4.0 and DTU 0.1-5.0 in
+#: ``DVRDataset`` / ``get_split_dataset``), the input size (SRN 128 px, NMR 64 px; DTU 400x300, which
+#: ``recon3d predict`` centre-crops to 300x300). Canonical source cameras for photos without cameras: the
+#: official real-image demo for cars (``eval_real.py``: distance 1.3, focal 131.25 px at 128 px,
+#: elevation 0); SRN chairs: the mid ray range 2.0 (``gen_video.py``'s default radius), the SRN focal;
+#: NMR ShapeNet: distance 2.732, 30 degree field of view (focal 119.42 px at 64 px) and 30 degrees of
+#: elevation, the NMR renders' setup (not stated in pixel-nerf; an assumption). DTU is a scene model: it
+#: needs the images' cameras (``camera_radius=0``).
+VARIANTS: dict[str, dict] = {
+    "srn_car": dict(variant="srn_car", encoder_first_pool=True, white_background=True, z_near=0.8, z_far=1.8,
+                    image_size=128, camera_radius=1.3, camera_focal=131.25, camera_elevation_deg=0.0,
+                    scene_bound=0.5),
+    "srn_chair": dict(variant="srn_chair", encoder_first_pool=True, white_background=True, z_near=1.25,
+                      z_far=2.75, image_size=128, camera_radius=2.0, camera_focal=131.25,
+                      camera_elevation_deg=20.0, scene_bound=0.75),
+    "sn64": dict(variant="sn64", encoder_first_pool=False, white_background=True, z_near=1.2, z_far=4.0,
+                 image_size=64, camera_radius=2.732, camera_focal=119.42, camera_elevation_deg=30.0,
+                 scene_bound=0.5),
+    "sn64_unseen": dict(variant="sn64_unseen", encoder_first_pool=False, white_background=True, z_near=1.2,
+                        z_far=4.0, image_size=64, camera_radius=2.732, camera_focal=119.42,
+                        camera_elevation_deg=30.0, scene_bound=0.5),
+    "dtu": dict(variant="dtu", encoder_first_pool=True, white_background=False, z_near=0.1, z_far=5.0,
+                image_size=300, camera_radius=0.0, camera_focal=131.25, camera_elevation_deg=0.0,
+                scene_bound=1.0),
+}

@@ -6,9 +6,10 @@ torchvision, so the published ResNet-34 weights load by name. The feature volume
 (stride 2) and the outputs of the first ``num_layers - 1`` stages, each resized bilinearly to the stem
 resolution and concatenated along channels.
 
-Resizing and sampling use ``align_corners=False``: feature cell ``j`` of a map ``w`` wide covers image
-columns ``[j W / w, (j + 1) W / w)``, so its center is at image x = ``(j + 0.5) W / w`` (pixel
-centers at +0.5, like the intrinsics).
+Resizing: ``align_corners=True`` for the official networks (``feature_sampling="official"``: the first and
+last cells of every level line up, as in sxyu/pixel-nerf), ``align_corners=False`` for the recon3d-trained
+model (feature cell ``j`` of a map ``w`` wide covers image columns ``[j W / w, (j + 1) W / w)``). How
+points sample the volume is in :mod:`.projection`.
 """
 
 from __future__ import annotations
@@ -82,17 +83,19 @@ class SpatialEncoder(nn.Module):
         stem_width, widths, blocks, norm: the :class:`ResNet` (held as ``self.model``).
         num_layers: feature levels concatenated (stem = level 1, ``layer{l-1}`` = level ``l``).
         first_pool: max-pool after the stem (the published ShapeNet-64 model skips it).
+        align_corners: how deeper levels are resized bilinearly to the stem resolution (True: official).
 
     ``forward(images)``: (N, 3, H, W) RGB in [0, 1] (normalized here to [-1, 1] as the published
     networks expect) -> (N, latent_size, ceil(H / 2), ceil(W / 2)) features.
     """
 
     def __init__(self, stem_width: int, widths: list[int], blocks: list[int], norm: str,
-                 num_layers: int, first_pool: bool) -> None:
+                 num_layers: int, first_pool: bool, align_corners: bool = False) -> None:
         super().__init__()
         self.model = ResNet(stem_width, widths, blocks, norm)
         self.num_layers = num_layers
         self.first_pool = first_pool
+        self.align_corners = bool(align_corners)
         self.latent_size = stem_width + sum(widths[: num_layers - 1])
 
     def forward(self, images: Tensor) -> Tensor:
@@ -105,5 +108,6 @@ class SpatialEncoder(nn.Module):
             x = m.stage(level - 1)(x)
             levels.append(x)
         size = levels[0].shape[-2:]
-        levels = [levels[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in levels[1:]]
+        levels = [levels[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=self.align_corners)
+                                for f in levels[1:]]
         return torch.cat(levels, dim=1)

@@ -4,7 +4,10 @@
 ``query`` projects world points into every source view, samples pixel-aligned features bilinearly,
 encodes the point (rotated into each source camera's frame) and the view direction, runs the
 ResNet-FC MLP per view, pools the views, and returns density and RGB. Rendering and meshing go through
-:mod:`recon3d.feedforward.rendering` (shared core sampler and volume renderer).
+:mod:`recon3d.feedforward.rendering` (shared core sampler and volume renderer), or, for the released
+networks (``config.renderer == "official"``), through the official renderer (:mod:`.renderer`), which
+runs the coarse pass with ``mlp_coarse`` and the fine pass with ``mlp_fine``. ``config.feature_sampling``
+selects the official or the recon3d-trained feature sampling (see :class:`.config.PixelNeRFConfig`).
 
 Training (``training_step``): the first ``S`` views of each object are the sources (``S`` uniform in
 ``[min_source_views, max_source_views]``, at most ``V - 1``), ``rays_per_object`` rays are drawn from
@@ -26,7 +29,8 @@ from recon3d.feedforward.rendering import RenderOptions, camera_rays, render_ray
 from .config import PixelNeRFConfig
 from .encoder import SpatialEncoder
 from .mlp import PositionalEncoding, ResnetFC
-from .projection import project, rotate_to_camera, sample_features, to_axes, world_to_camera
+from .projection import (official_pixel_coords, project, rotate_to_camera, sample_features, sample_features_official,
+                         to_axes, world_to_camera)
 
 #: rays per chunk of full-view renders (smaller chunks keep the MLP activations in cache on CPU).
 RENDER_CHUNK = 256
@@ -38,15 +42,13 @@ class PixelNeRF(ConditionedRadianceField):
     ``mlp_coarse.*`` and (``separate_fine_mlp``) ``mlp_fine.*``.
 
     Latent (from :meth:`encode`): dict with ``features`` (B, S, C, h, w) feature volumes, ``z_maps``
-    (B, S, n_lin_z * hidden, h, w) the same projected by the MLP's ``lin_z`` weights (what queries
-    sample; see :meth:`ResnetFC.project_latent`), ``K`` (B, S, 3, 3), ``c2w`` (B, S, 4, 4) and
-    ``image_size`` (H, W) of the source views.
+    (B, S, n_lin_z * hidden, h, w) the same projected by the query MLP's ``lin_z`` weights (what queries
+    sample; see :meth:`ResnetFC.project_latent`), ``z_maps_coarse`` the same for ``mlp_coarse`` (models
+    with two MLPs), ``K`` (B, S, 3, 3), ``c2w`` (B, S, 4, 4) and ``image_size`` (H, W) of the source views.
     """
 
     name = "pixelnerf"
     config_cls = PixelNeRFConfig
-    #: input image side ``recon3d predict`` prepares (the training set's 64x64).
-    predict_image_size = 64
 
     def __init__(self, config: Optional[PixelNeRFConfig] = None) -> None:
         config = config if config is not None else PixelNeRFConfig.tiny()
@@ -54,7 +56,8 @@ class PixelNeRF(ConditionedRadianceField):
         c = config
         self.scene_bound = float(c.scene_bound)
         self.encoder = SpatialEncoder(c.encoder_stem_width, c.encoder_widths, c.encoder_blocks, c.encoder_norm,
-                                      c.encoder_num_layers, c.encoder_first_pool)
+                                      c.encoder_num_layers, c.encoder_first_pool,
+                                      align_corners=c.feature_sampling == "official")
         self.code = PositionalEncoding(c.num_freqs, 3, c.freq_factor)
         mlp = dict(d_in=c.point_input_size, d_latent=c.latent_size, d_hidden=c.mlp_hidden, n_blocks=c.mlp_blocks,
                    combine_layer=c.combine_layer)
@@ -74,8 +77,11 @@ class PixelNeRF(ConditionedRadianceField):
         B, S, _, H, W = images.shape
         feats = self.encoder(images.reshape(B * S, 3, H, W))
         feats = feats.reshape(B, S, *feats.shape[1:])
-        return {"features": feats, "z_maps": self.query_mlp.project_latent(feats), "K": K, "c2w": c2w,
-                "image_size": (H, W)}
+        latent = {"features": feats, "z_maps": self.query_mlp.project_latent(feats), "K": K, "c2w": c2w,
+                  "image_size": (H, W)}
+        if self.mlp_fine is not None:
+            latent["z_maps_coarse"] = self.mlp_coarse.project_latent(feats)
+        return latent
 
     @property
     def mesh_density_threshold(self) -> float:
@@ -84,30 +90,103 @@ class PixelNeRF(ConditionedRadianceField):
 
     @property
     def query_mlp(self):
-        """The MLP queries use: ``mlp_fine`` when the model has one (published), else ``mlp_coarse``."""
+        """The MLP queries use by default: ``mlp_fine`` when the model has one (published), else ``mlp_coarse``."""
         return self.mlp_fine if self.mlp_fine is not None else self.mlp_coarse
 
-    def query(self, latent: dict[str, Any], points: Tensor, directions: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    @property
+    def predict_image_size(self) -> int:
+        """Input image side ``recon3d predict`` prepares (``config.image_size``)."""
+        return int(self.config.image_size)
+
+    def query(self, latent: dict[str, Any], points: Tensor, directions: Optional[Tensor],
+              coarse: bool = False) -> tuple[Tensor, Tensor]:
         """Density (B, N) in 1/world units and RGB (B, N, 3) at world points (B, N, 3).
 
-        ``directions`` (B, N, 3) unit view directions; None (meshing) uses the direction from the
-        first source camera to each point, i.e. the color as that source view sees it.
+        ``directions`` (B, N, 3) view directions (the official renderer passes its ray directions as
+        they are); None (meshing) uses the direction from the first source camera to each point, i.e.
+        the color as that source view sees it. ``coarse``: use ``mlp_coarse`` (the official coarse pass);
+        otherwise :attr:`query_mlp`.
         """
         c = self.config
         K, c2w = latent["K"], latent["c2w"]
         H, W = latent["image_size"]
+        use_coarse = coarse and self.mlp_fine is not None
+        mlp = self.mlp_coarse if use_coarse else self.query_mlp
+        maps = latent["z_maps_coarse"] if use_coarse else latent["z_maps"]
         p_cam = world_to_camera(points, c2w, translate=True)  # (B, S, N, 3)
         uv, valid = project(p_cam, K, H, W)
-        z = sample_features(latent["z_maps"], uv, valid, H, W)  # (B, S, N, n_lin_z * hidden)
+        if c.feature_sampling == "official":
+            z = sample_features_official(maps, official_pixel_coords(p_cam, K), H, W)
+        else:
+            z = sample_features(maps, uv, valid, H, W)  # (B, S, N, n_lin_z * hidden)
         xyz = p_cam if c.translate_points else world_to_camera(points, c2w, translate=False)
         inputs = [self.code(to_axes(xyz, c.camera_axes))]
         if c.use_viewdirs:
             if directions is None:
                 directions = F.normalize(points - c2w[:, None, 0, :3, 3], dim=-1)
             inputs.append(to_axes(rotate_to_camera(directions, c2w), c.camera_axes))
-        out = self.query_mlp(torch.cat(inputs, dim=-1), z, valid if c.masked_pooling else None)  # (B, N, 4)
+        out = mlp(torch.cat(inputs, dim=-1), z, valid if c.masked_pooling else None)  # (B, N, 4)
         sigma = F.relu(out[..., 3]) if c.density_activation == "relu" else F.softplus(out[..., 3] - 1.0)
         return sigma, torch.sigmoid(out[..., :3])
+
+    # ---- rendering ------------------------------------------------------------------------------
+    def render_official(self, latent: dict[str, Any], origins: Tensor, directions: Tensor, near: Tensor,
+                        far: Tensor, deterministic: bool = True, generator: Optional[torch.Generator] = None):
+        """The official renderer (:func:`.renderer.render_official`) with this config's sample counts and
+        background: ``{"coarse": {rgb, depth, weights, t}, "fine": {...}}`` for (B, R, 3) rays and
+        (B, R, 1) ``near`` / ``far`` distances."""
+        from .renderer import render_official
+
+        c = self.config
+        return render_official(lambda p, d, coarse: self.query(latent, p, d, coarse=coarse), origins, directions,
+                               near, far, c.num_coarse, c.num_fine, c.num_fine_depth, c.depth_std,
+                               c.white_background, deterministic=deterministic, generator=generator)
+
+    def render_rays_override(self, latent: dict[str, Any], origins: Tensor, directions: Tensor,
+                             options: RenderOptions, generator: Optional[torch.Generator] = None):
+        """What :func:`recon3d.feedforward.rendering.render_rays` calls first: None (use the shared core
+        sampler) unless ``config.renderer == "official"``; then the official renderer between the planes
+        ``z_near`` / ``z_far`` (random offsets when ``options.stratified``, else deterministic), returning
+        the fine pass as ``rgb`` (B, R, 3), ``opacity`` (B, R, 1), ``depth`` (B, R, 1) (official: sum of
+        weights x distance) and the coarse pass as ``coarse_rgb`` / ``coarse_opacity`` / ``coarse_depth``."""
+        c = self.config
+        if c.renderer != "official":
+            return None
+        near = torch.full_like(origins[..., :1], c.z_near)
+        far = torch.full_like(origins[..., :1], c.z_far)
+        out = self.render_official(latent, origins, directions, near, far, deterministic=not options.stratified,
+                                   generator=generator)
+        res = {}
+        for prefix, key in (("coarse_", "coarse"), ("", "fine" if "fine" in out else "coarse")):
+            part = out[key]
+            res[prefix + "rgb"] = part["rgb"]
+            res[prefix + "opacity"] = part["weights"].sum(-1, keepdim=True)
+            res[prefix + "depth"] = part["depth"][..., None]
+        return res
+
+    def default_source_cameras(self, n: int, size: int) -> tuple[Tensor, Tensor]:
+        """Source cameras ``recon3d predict`` gives ``n`` photos without cameras: recon3d's canonical
+        cameras (:func:`recon3d.feedforward.predict.canonical_source_cameras`) unless the config names a
+        camera (the released variants: ``camera_radius``, ``camera_focal`` at ``image_size``,
+        ``camera_elevation_deg``, views spread in azimuth like recon3d's, principal point at the official
+        default, ``W / 2`` in integer pixel coordinates = ``size / 2 + 0.5`` here). DataError when the
+        model needs known cameras (DTU)."""
+        from recon3d.feedforward.predict import canonical_source_cameras
+        from recon3d.io.errors import DataError
+        from recon3d.io.synthetic import look_at
+
+        c = self.config
+        if c.camera_radius is None:
+            return canonical_source_cameras(n, size)
+        if c.camera_radius <= 0:
+            raise DataError(c.variant or "pixelnerf", "this pixelNeRF variant reconstructs scenes, not objects: "
+                                                     "give the images' cameras (--cameras)")
+        az = torch.arange(n, dtype=torch.float64) * (2 * torch.pi / n)
+        el = torch.tensor(c.camera_elevation_deg, dtype=torch.float64).deg2rad()
+        eyes = c.camera_radius * torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin().expand(n)], -1)
+        f = c.camera_focal * size / c.image_size
+        K = torch.tensor([[f, 0.0, size / 2 + 0.5], [0.0, f, size / 2 + 0.5], [0.0, 0.0, 1.0]]).expand(n, 3, 3)
+        return K.clone(), look_at(eyes.numpy(), torch.zeros(n, 3).numpy())
 
     # ---- training -------------------------------------------------------------------------------
     def render_options(self, training: bool) -> RenderOptions:
@@ -165,6 +244,8 @@ class PixelNeRF(ConditionedRadianceField):
         out = render_rays(self, latent, rays["origins"], rays["directions"], self.render_options(training=True))
         color = F.mse_loss(out["rgb"], rays["rgb"])
         loss = color
+        if "coarse_rgb" in out:  # official renderer: coarse + fine colour losses (lambda_coarse = 1)
+            loss = loss + F.mse_loss(out["coarse_rgb"], rays["rgb"])
         logs = {"color_mse": float(color.detach()), "psnr": float(-10 * torch.log10(color.detach().clamp_min(1e-10))),
                 "num_source": float(S)}
         if self.config.mask_loss_weight > 0:
@@ -234,12 +315,14 @@ class PixelNeRF(ConditionedRadianceField):
         return out
 
     @classmethod
-    def from_external_checkpoint(cls, path, payload: dict) -> "PixelNeRF":
-        """A published pixelNeRF checkpoint (sxyu/pixel-nerf ``pixel_nerf_latest``), loaded strictly
-        into the ``published`` architecture; DataError naming the file lists mismatches otherwise."""
+    def from_external_checkpoint(cls, path, payload: dict, variant: Optional[str] = None) -> "PixelNeRF":
+        """A published pixelNeRF checkpoint (sxyu/pixel-nerf ``pixel_nerf_latest``): architecture read from
+        its shapes, settings of the released ``variant`` (default: the file's folder name, e.g.
+        ``checkpoints/sn64/pixel_nerf_latest``), loaded strictly; one-line DataError naming the file
+        otherwise (see :func:`.published.load_published`)."""
         from .published import load_published
 
-        return load_published(cls, path, payload)
+        return load_published(cls, path, payload, variant=variant)
 
     @staticmethod
     def default_train_config() -> dict:

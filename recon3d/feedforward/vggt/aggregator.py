@@ -63,8 +63,14 @@ class Aggregator(nn.Module):
         self.patch_size = patch_size
         self.depth = depth
         self.patch_start_idx = 1 + num_register_tokens
-        self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False)
+        self.reset_normalization()
+
+    def reset_normalization(self, device=None) -> None:
+        """(Re)create the non-persistent ImageNet mean/std buffers ``_mean``/``_std`` (on ``device``,
+        default CPU). No checkpoint holds them, so a model built on the ``meta`` device and given its
+        weights by ``load_state_dict(assign=True)`` needs this before it can be moved or run."""
+        for name, values in (("_mean", IMAGENET_MEAN), ("_std", IMAGENET_STD)):
+            self.register_buffer(name, torch.tensor(values, device=device).view(1, 1, 3, 1, 1), persistent=False)
 
     @staticmethod
     def _frame_tokens(token: Tensor, B: int, S: int) -> Tensor:

@@ -57,26 +57,39 @@ class CameraHead(nn.Module):
         return out
 
 
-class ResidualConvUnit(nn.Module):
-    """x + conv2(relu(conv1(relu(x))))."""
+#: residual units of the DPT fusion blocks (``VGGTConfig.dpt_residual``): ``"official"`` adds the
+#: branch to ``relu(x)``, as the published VGGT code computes (its unit applies an in-place ReLU to its
+#: input before the branch, so the skip connection carries the activated input); ``"identity"`` adds it
+#: to ``x`` itself (a plain pre-activation unit, what recon3d checkpoints trained before the option
+#: existed use, e.g. the shipped ``data/checkpoints/vggt.pt``).
+DPT_RESIDUALS = ("official", "identity")
 
-    def __init__(self, features: int) -> None:
+
+class ResidualConvUnit(nn.Module):
+    """``skip + conv2(relu(conv1(relu(x))))`` with ``skip = relu(x)`` (``"official"``) or ``x`` (``"identity"``)."""
+
+    def __init__(self, features: int, residual: str = "official") -> None:
         super().__init__()
+        if residual not in DPT_RESIDUALS:
+            raise ValueError(f"dpt residual must be one of {DPT_RESIDUALS}, got {residual!r}")
+        self.residual = residual
         self.conv1 = nn.Conv2d(features, features, 3, padding=1)
         self.conv2 = nn.Conv2d(features, features, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+        act = F.relu(x)
+        branch = self.conv2(F.relu(self.conv1(act)))
+        return (act if self.residual == "official" else x) + branch
 
 
 class FeatureFusionBlock(nn.Module):
     """DPT fusion: (x [+ rcu1(skip)]) -> rcu2 -> bilinear upsample (x2 or to ``size``) -> 1x1 out_conv."""
 
-    def __init__(self, features: int, has_residual: bool = True) -> None:
+    def __init__(self, features: int, has_residual: bool = True, residual: str = "official") -> None:
         super().__init__()
         self.out_conv = nn.Conv2d(features, features, 1)
-        self.resConfUnit1 = ResidualConvUnit(features) if has_residual else None
-        self.resConfUnit2 = ResidualConvUnit(features)
+        self.resConfUnit1 = ResidualConvUnit(features, residual) if has_residual else None
+        self.resConfUnit2 = ResidualConvUnit(features, residual)
 
     def forward(self, x: Tensor, skip: Tensor | None = None, size=None) -> Tensor:
         if skip is not None and self.resConfUnit1 is not None:
@@ -96,12 +109,15 @@ class DPTHead(nn.Module):
     4x, 2x, 1x and 1/2x the patch grid, fused coarse-to-fine at ``features`` channels, upsampled to
     the image size and mapped to ``output_dim`` channels: the last is the confidence
     (``1 + exp``), the others the values (``activation``: ``"exp"`` for depth, ``"inv_log"``
-    (sign(x) * (exp|x| - 1)) for points).
+    (sign(x) * (exp|x| - 1)) for points). ``residual``: the fusion blocks' residual units
+    (:data:`DPT_RESIDUALS`). Deviation from the published code: the logits of ``exp`` values and of
+    the confidence are clamped at 30 before ``exp`` (no float32 overflow from an untrained head; a
+    trained head never gets near: exp(30) ~ 1e13).
     """
 
     def __init__(self, dim_in: int, patch_size: int, output_dim: int, activation: str,
                  features: int = 256, out_channels: Sequence[int] = (256, 512, 1024, 1024),
-                 layer_idx: Sequence[int] = (4, 11, 17, 23)) -> None:
+                 layer_idx: Sequence[int] = (4, 11, 17, 23), residual: str = "official") -> None:
         super().__init__()
         if activation not in ("exp", "inv_log", "linear"):
             raise ValueError(f"unknown activation {activation!r}")
@@ -121,7 +137,7 @@ class DPTHead(nn.Module):
         for i, c in enumerate(oc, start=1):
             setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
         for i in range(1, 5):
-            setattr(self.scratch, f"refinenet{i}", FeatureFusionBlock(features, has_residual=i != 4))
+            setattr(self.scratch, f"refinenet{i}", FeatureFusionBlock(features, has_residual=i != 4, residual=residual))
         self.scratch.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
         self.scratch.output_conv2 = nn.Sequential(
             nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, output_dim, 1))

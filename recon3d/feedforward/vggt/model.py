@@ -11,9 +11,12 @@ embedder, 24 + 24 alternating blocks of width 1024, 518 px).
 
 Published weights: Hugging Face ``facebook/VGGT-1B``, file ``model.pt``
 (https://huggingface.co/facebook/VGGT-1B/resolve/main/model.pt), a plain state dict.
-``recon3d.feedforward.registry.load_model("vggt", "model.pt")`` reads it through
-:meth:`VGGT.from_external_checkpoint`. Licenses (checked November 2026; read them yourself before use):
-the VGGT-1B weights are for non-commercial use (CC BY-NC 4.0, as listed for ``facebook/VGGT-1B``,
+``recon3d.feedforward.registry.load_model("vggt", "model.pt")`` (``recon3d predict --checkpoint``,
+``fit --vggt-checkpoint``) reads it through :meth:`VGGT.from_external_checkpoint`
+(:mod:`.external`: architecture read from the file's shapes, ``track_head.*`` skipped, strict
+otherwise) and computes what the official code computes (checked against the official modules on the
+``shared/reference/vggt_small`` fixture to ~1e-6 relative, ``tests/test_vggt_published.py``).
+Licenses (checked November 2026; read them yourself before use): the VGGT-1B weights are for non-commercial use (CC BY-NC 4.0, as listed for ``facebook/VGGT-1B``,
 e.g. https://docs.voxel51.com/model_zoo/models/facebook_VGGT_1B.html); Meta also publishes
 ``facebook/VGGT-1B-Commercial`` under the "VGGT License", which permits commercial use except
 military/weapons uses (https://huggingface.co/ItemMapHQ/VGGT-1B-Commercial); the code repository
@@ -36,7 +39,7 @@ from ..base import Batch, FeedForwardModel
 from .aggregator import Aggregator
 from .heads import CameraHead, DPTHead
 from .losses import camera_loss, confidence_loss, normalized_targets
-from .pose_encoding import decode_pose, extrinsics_to_c2w
+from .pose_encoding import PIXEL_OFFSET, decode_pose, extrinsics_to_c2w
 
 
 @dataclass
@@ -53,6 +56,16 @@ class VGGTConfig(ConfigIO):
             :class:`~.aggregator.Aggregator`).
         camera_trunk_depth, camera_num_heads, camera_iters: camera head trunk and refinement steps.
         dpt_features, dpt_out_channels, dpt_layer_idx: DPT head widths and the 4 aggregator layers read.
+        dpt_residual: the DPT fusion blocks' residual units (:data:`~.heads.DPT_RESIDUALS`):
+            ``"official"`` (``relu(x) + f(x)``, what the published VGGT code computes; new models) or
+            ``"identity"`` (``x + f(x)``, the recon3d checkpoints saved before this option existed,
+            such as the shipped ``vggt.pt``: a stored config without the key reads as ``"identity"``).
+        pixel_offset: where in a pixel the model's depth is unprojected with its decoded intrinsics
+            (principal point ``(W/2, H/2)``), pixels from the pixel's top-left corner: 0.5 for models
+            trained by recon3d (its data's convention, :data:`~.pose_encoding.PIXEL_OFFSET`), 0.0 for
+            the published weights (the official code unprojects at integer pixel coordinates).
+            :meth:`VGGT.cameras_from_encoding` folds it into the principal point, so every camera
+            it returns is in recon3d's pixel-centre convention.
         conf_alpha: weight of ``-log(confidence)`` in the depth / point losses.
         camera_loss: ``"huber"`` (the paper; the shipped weights) or ``"l1"`` (the reference training
             code) on pose encodings.
@@ -81,12 +94,19 @@ class VGGTConfig(ConfigIO):
     dpt_features: int = 32
     dpt_out_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
     dpt_layer_idx: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    dpt_residual: str = "official"
+    pixel_offset: float = PIXEL_OFFSET
     conf_alpha: float = 0.2
     camera_loss: str = "huber"
     camera_weight: float = 5.0
     depth_weight: float = 1.0
     point_weight: float = 1.0
     background_conf_weight: float = 0.05
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VGGTConfig":
+        """A stored config; one saved before ``dpt_residual`` existed was trained with ``"identity"``."""
+        return super().from_dict({"dpt_residual": "identity", **d})
 
 
 def vggt_config(size: str = "tiny") -> VGGTConfig:
@@ -122,7 +142,8 @@ class VGGT(FeedForwardModel):
                                      c.qk_norm, c.rope_freq, c.init_values, c.conv_abs_pos)
         dim = 2 * c.embed_dim
         self.camera_head = CameraHead(dim, c.camera_trunk_depth, c.camera_num_heads, c.mlp_ratio, c.init_values)
-        dpt = dict(features=c.dpt_features, out_channels=c.dpt_out_channels, layer_idx=c.dpt_layer_idx)
+        dpt = dict(features=c.dpt_features, out_channels=c.dpt_out_channels, layer_idx=c.dpt_layer_idx,
+                   residual=c.dpt_residual)
         self.point_head = DPTHead(dim, c.patch_size, 4, "inv_log", **dpt)
         self.depth_head = DPTHead(dim, c.patch_size, 2, "exp", **dpt)
 
@@ -148,10 +169,17 @@ class VGGT(FeedForwardModel):
         return {"pose_enc": poses[-1], "pose_enc_list": poses, "depth": depth, "depth_conf": depth_conf,
                 "world_points": points, "world_points_conf": points_conf}
 
-    @staticmethod
-    def cameras_from_encoding(pose_enc: Tensor, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """(..., 9) encodings -> recon3d cameras: c2w (..., 4, 4) OpenCV camera-to-world, K (..., 3, 3)."""
+    def cameras_from_encoding(self, pose_enc: Tensor, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """(..., 9) encodings -> recon3d cameras: c2w (..., 4, 4) OpenCV camera-to-world, K (..., 3, 3)
+        in recon3d's pixel convention (pixel centres at +0.5): the decoded principal point ``(W/2, H/2)``
+        shifted by ``0.5 - config.pixel_offset`` (the published weights: ``(W/2 + 0.5, H/2 + 0.5)``),
+        so that unprojecting at pixel centres gives the points the model's own convention gives."""
         extr, K = decode_pose(pose_enc, image_hw)
+        shift = 0.5 - float(getattr(self.config, "pixel_offset", PIXEL_OFFSET))
+        if shift:
+            K = K.clone()
+            K[..., 0, 2] += shift
+            K[..., 1, 2] += shift
         return extrinsics_to_c2w(extr), K
 
     # ------------------------------------------------------------------ training

@@ -4,7 +4,8 @@ A camera is 9 numbers: the translation T (3,) of the OpenCV world-to-camera extr
 the rotation R as a unit quaternion (4,) in (x, y, z, w) order (scalar last, w >= 0), and the
 vertical and horizontal fields of view (fov_h, fov_w) in radians. Intrinsics are a pinhole with
 the principal point at the image centre: ``fy = (H / 2) / tan(fov_h / 2)``, ``fx = (W / 2) /
-tan(fov_w / 2)``, ``cx = W / 2``, ``cy = H / 2`` (pixel centres at +0.5, recon3d's convention).
+tan(fov_w / 2)``, ``cx = W / 2``, ``cy = H / 2`` (in the model's own pixel convention, see
+:data:`PIXEL_OFFSET`).
 
 VGGT predicts world-to-camera extrinsics; recon3d uses camera-to-world. :func:`c2w_to_extrinsics`
 and :func:`extrinsics_to_c2w` convert at this boundary.
@@ -17,11 +18,13 @@ from torch import Tensor
 
 POSE_ENCODING_DIM = 9
 
-#: where in a pixel this model's depth is unprojected (and its training targets are built), pixels
-#: from the pixel's top-left corner: 0.5, the pixel centre (recon3d's convention, consistent with
-#: ``cx = W / 2``). The official VGGT code unprojects at integer pixel coordinates (0.0); the
-#: shipped model was trained with 0.5, so both :func:`~.predict.unproject_depth` and
-#: :func:`~.losses.normalized_targets` use this one value.
+#: recon3d's pixel convention, pixels from a pixel's top-left corner to where it is sampled: 0.5,
+#: the pixel centre. The training targets (:func:`~.losses.normalized_targets`) unproject the data's
+#: depth at it, so models trained by recon3d (the shipped ``vggt.pt``) pair their decoded principal
+#: point ``(W/2, H/2)`` with it (``VGGTConfig.pixel_offset = 0.5``). The published VGGT weights pair
+#: it with integer pixel coordinates (``pixel_offset = 0.0``, as the official
+#: ``unproject_depth_map_to_point_map``); :meth:`~.model.VGGT.cameras_from_encoding` folds the
+#: difference into the principal point, and :func:`~.predict.unproject_depth` samples at this value.
 PIXEL_OFFSET = 0.5
 
 
@@ -88,14 +91,26 @@ def encode_pose(extrinsics: Tensor, K: Tensor, image_hw: tuple[int, int]) -> Ten
     return torch.cat([T, quat, fov_h[..., None], fov_w[..., None]], dim=-1)
 
 
-def decode_pose(encoding: Tensor, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """(..., 9) encoding -> (extrinsics (..., 3, 4) world-to-camera, K (..., 3, 3) pixels)."""
+#: smallest field of view (radians) :func:`decode_pose` turns into a focal length by default, so that
+#: a degenerate prediction (an untrained head's FoV of 0) gives a finite focal length (~2e4 x the
+#: image size) instead of the official code's infinity.
+MIN_FOV = 1e-4
+
+
+def decode_pose(encoding: Tensor, image_hw: tuple[int, int], min_fov: float = MIN_FOV) -> tuple[Tensor, Tensor]:
+    """(..., 9) encoding -> (extrinsics (..., 3, 4) world-to-camera, K (..., 3, 3) pixels).
+
+    ``min_fov``: FoVs are clamped to at least this (radians); 0 computes exactly what the official
+    ``pose_encoding_to_extri_intri`` does (an infinite focal length for a FoV of 0).
+    """
     H, W = image_hw
     T, quat, fov = encoding[..., :3], encoding[..., 3:7], encoding[..., 7:9]
     R = quaternion_to_matrix(quat)
     extr = torch.cat([R, T[..., None]], dim=-1)
-    fy = (H / 2) / torch.tan(fov[..., 0].clamp_min(1e-4) / 2)
-    fx = (W / 2) / torch.tan(fov[..., 1].clamp_min(1e-4) / 2)
+    if min_fov > 0:
+        fov = fov.clamp_min(min_fov)
+    fy = (H / 2) / torch.tan(fov[..., 0] / 2)
+    fx = (W / 2) / torch.tan(fov[..., 1] / 2)
     K = torch.zeros(*encoding.shape[:-1], 3, 3, dtype=encoding.dtype, device=encoding.device)
     K[..., 0, 0], K[..., 1, 1] = fx, fy
     K[..., 0, 2], K[..., 1, 2], K[..., 2, 2] = W / 2, H / 2, 1.0

@@ -1,8 +1,9 @@
 """``recon3d predict --model vggt``: photos -> cameras, depth maps, a point cloud, transforms.json.
 
-:func:`predict_geometry` runs the model once over all images (one scene) and returns cameras at the
-photos' own resolution plus depth / world-point maps at the model's resolution; :func:`run_predict`
-writes them::
+:func:`predict_geometry` preprocesses the photos as the official ``load_and_preprocess_images``
+(:mod:`.preprocess`: ``crop`` by default, or ``pad``; EXIF orientation not applied unless asked),
+runs the model once over all of them (one scene) and returns cameras for the photos' own pixels
+plus depth / world-point maps at the model's resolution; :func:`run_predict` writes them::
 
     out/cameras.json          per image: file, size, K, c2w (OpenCV camera-to-world), fov; conventions
     out/depth/<name>.png      16-bit depth, millimetres of the prediction's units (0 = filtered out)
@@ -11,26 +12,29 @@ writes them::
     out/transforms.json       nerfstudio cameras (+ ``ply_file_path`` to points.ply)
 
 The world frame of the predictions is the first image's camera (OpenCV axes) and the unit is
-arbitrary (the model was trained on scenes scaled to unit mean point distance).
+arbitrary (the model was trained on scenes scaled to unit mean point distance). Every camera is in
+recon3d's pixel convention (pixel centres at +0.5; :meth:`~.model.VGGT.cameras_from_encoding`), so
+the depth-unprojected points equal the official ``unproject_depth_map_to_point_map`` for the
+published weights (integer pixel coordinates there).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from recon3d.runtime.device import resolve_device
 
 from ..options import DEFAULT_CONF_THRESHOLD, DEFAULTS
 from .pose_encoding import PIXEL_OFFSET
+from .preprocess import ModelInputs, preprocess_images
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,8 @@ class Geometry:
 
     Attributes:
         c2w: (S, 4, 4) camera-to-world (OpenCV axes), world = the first camera's frame.
-        K: (S, 3, 3) intrinsics at each photo's own resolution, pixels.
-        sizes: S (height, width) of the photos.
+        K: (S, 3, 3) intrinsics of each photo's own pixels (as read; crop / pad / resize undone).
+        sizes: S (height, width) of the photos' pixel grids.
         model_hw: (h, w) resolution the model ran at (multiples of the patch size).
         K_model: (S, 3, 3) intrinsics at ``model_hw``.
         depth, depth_conf: (S, h, w) predicted z-depth and its confidence (> 1).
@@ -50,6 +54,9 @@ class Geometry:
         points_head, points_conf: (S, h, w, 3) the point head's world points and (S, h, w) confidence.
         colors: (S, h, w, 3) the input images at ``model_hw``, [0, 1].
         seconds: wall time of the forward pass.
+        inside: (S, h, w) bool, pixels that show the photo (False on padding), or None (all).
+        preprocessing: how the frames were made (``mode``, ``exif``), {} when not recorded.
+        notes: lines for the user (e.g. an EXIF rotation that was not applied).
     """
 
     c2w: Tensor
@@ -64,22 +71,24 @@ class Geometry:
     points_conf: Tensor
     colors: Tensor
     seconds: float
+    inside: Optional[Tensor] = None
+    preprocessing: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def valid(self, conf_threshold: float = DEFAULT_CONF_THRESHOLD) -> Tensor:
+        """(S, h, w) bool: photo pixels (not padding) with ``depth_conf >= conf_threshold``, finite points, depth > 0."""
+        keep = (self.depth_conf >= conf_threshold) & torch.isfinite(self.points).all(-1) & (self.depth > 0)
+        return keep if self.inside is None else keep & self.inside
 
     def point_cloud(self, conf_threshold: float = DEFAULT_CONF_THRESHOLD) -> tuple[Tensor, Tensor]:
-        """(P, 3) world points and (P, 3) colours of pixels with ``depth_conf >= conf_threshold``."""
-        keep = (self.depth_conf >= conf_threshold) & torch.isfinite(self.points).all(-1) & (self.depth > 0)
+        """(P, 3) world points and (P, 3) colours of the pixels :meth:`valid` keeps."""
+        keep = self.valid(conf_threshold)
         return self.points[keep], self.colors[keep]
 
 
-def model_resolution(height: int, width: int, size: int, patch: int) -> tuple[int, int]:
-    """(h, w) the model runs at: width ``size``, height keeping the aspect ratio, both multiples of ``patch``."""
-    w = max(patch, int(round(size / patch)) * patch)
-    h = max(patch, int(round(height * w / width / patch)) * patch)
-    return h, w
-
-
 def unproject_depth(depth: Tensor, K: Tensor, c2w: Tensor) -> Tensor:
-    """Predicted depth -> world points with :meth:`Cameras.unproject_depth` at :data:`PIXEL_OFFSET`.
+    """Predicted depth -> world points with :meth:`Cameras.unproject_depth` at :data:`PIXEL_OFFSET`
+    (pixel centres; ``K`` in that convention, as :meth:`~.model.VGGT.cameras_from_encoding` returns it).
 
     Args:
         depth: (S, h, w) z-depth (the prediction's units); K: (S, 3, 3) intrinsics at (h, w), pixels;
@@ -94,35 +103,39 @@ def unproject_depth(depth: Tensor, K: Tensor, c2w: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def predict_geometry(model, images: Sequence[Tensor], device: str | torch.device = "cpu") -> Geometry:
+def predict_geometry(model, images, device: str | torch.device = "cpu", mode: str = DEFAULTS.vggt_preprocess,
+                     exif: bool = DEFAULTS.vggt_exif) -> Geometry:
     """Run ``model`` (a :class:`~.model.VGGT`) on S photos of one scene, on ``device`` (``auto``, ``cpu``,
     ``cuda``, ...; :func:`~recon3d.runtime.device.resolve_device`).
 
     Args:
-        images: S (H_i, W_i, 3) float tensors in [0, 1] (photos may differ in size; each is resized
-            to the model resolution of the first one, and its intrinsics are scaled back).
+        images: S photos (files, or (H, W, 3|4) arrays / tensors, uint8 or float in [0, 1]; sizes may
+            differ), preprocessed by :func:`~.preprocess.preprocess_images` (``mode``, ``exif``) at the
+            model's ``img_size`` / ``patch_size``; or already prepared :class:`~.preprocess.ModelInputs`.
     """
-    if not images:
-        raise ValueError("no images to predict from")
     cfg = model.config
-    H0, W0 = images[0].shape[:2]
-    h, w = model_resolution(H0, W0, cfg.img_size, cfg.patch_size)
-    batch = torch.stack([F.interpolate(im.permute(2, 0, 1)[None].float(), size=(h, w), mode="bilinear",
-                                       align_corners=False, antialias=True)[0] for im in images]).clamp(0, 1)
-    model = model.to(resolve_device(device)).eval()
+    if isinstance(images, ModelInputs):
+        inputs = images
+    else:
+        if not len(images):
+            raise ValueError("no images to predict from")
+        inputs = preprocess_images(images, mode=mode, size=cfg.img_size, patch=cfg.patch_size, exif=exif)
+    batch = inputs.images
+    h, w = batch.shape[-2:]
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
     t0 = time.perf_counter()
-    out = model(batch[None].to(device))
+    out = model(batch[None].to(dev))
     seconds = time.perf_counter() - t0
     out = {k: v.float().cpu() for k, v in out.items() if isinstance(v, Tensor)}
     c2w, K_model = model.cameras_from_encoding(out["pose_enc"][0], (h, w))
-    sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
-    scale = torch.tensor([[W / w, H / h, 1.0] for H, W in sizes])  # per-image x / y scale back to the photo
-    K = K_model * scale[:, :, None]
     depth = out["depth"][0, ..., 0]
-    return Geometry(c2w=c2w, K=K, sizes=sizes, model_hw=(h, w), K_model=K_model, depth=depth,
-                    depth_conf=out["depth_conf"][0], points=unproject_depth(depth, K_model, c2w),
-                    points_head=out["world_points"][0], points_conf=out["world_points_conf"][0],
-                    colors=batch.permute(0, 2, 3, 1), seconds=seconds)
+    return Geometry(c2w=c2w, K=inputs.photo_intrinsics(K_model), sizes=list(inputs.sizes), model_hw=(h, w),
+                    K_model=K_model, depth=depth, depth_conf=out["depth_conf"][0],
+                    points=unproject_depth(depth, K_model, c2w), points_head=out["world_points"][0],
+                    points_conf=out["world_points_conf"][0], colors=batch.permute(0, 2, 3, 1), seconds=seconds,
+                    inside=inputs.inside, preprocessing={"mode": inputs.mode, "exif": inputs.exif},
+                    notes=list(inputs.notes))
 
 
 def load_photos(image_paths: Sequence[str | Path]) -> list[Tensor]:
@@ -153,9 +166,11 @@ def _save_depth_png(path: Path, depth_mm: np.ndarray) -> None:
 
 
 def write_outputs(geo: Geometry, image_paths: Sequence[Path], out_dir: Path,
-                  conf_threshold: float = DEFAULT_CONF_THRESHOLD, refinement: dict | None = None) -> dict:
+                  conf_threshold: float = DEFAULT_CONF_THRESHOLD, refinement: dict | None = None,
+                  checkpoint: dict | None = None) -> dict:
     """Write cameras.json, depth/, points.ply and transforms.json (all atomically); returns a summary
-    (``refinement``: the pose refinement's info, recorded as ``pose_refinement``)."""
+    (``refinement``: the pose refinement's info, recorded as ``pose_refinement``; ``checkpoint``:
+    what a published checkpoint held, recorded when given)."""
     from recon3d.core.cameras import Cameras
     from recon3d.io.atomic import atomic_path, atomic_write_json
     from recon3d.io.nerfstudio import write_nerfstudio_transforms
@@ -174,7 +189,8 @@ def write_outputs(geo: Geometry, image_paths: Sequence[Path], out_dir: Path,
             with atomic_path(out_dir / "depth" / name) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, arr)
-        mm = np.where(c >= conf_threshold, np.clip(d * 1000.0 + 0.5, 0, 65535), 0)
+        keep = c >= conf_threshold if geo.inside is None else (c >= conf_threshold) & geo.inside[i].numpy()
+        mm = np.where(keep, np.clip(d * 1000.0 + 0.5, 0, 65535), 0)
         _save_depth_png(out_dir / "depth" / f"{stem}.png", mm)
         fov = [float(np.degrees(2 * np.arctan(H / 2 / float(K[1, 1])))), float(np.degrees(2 * np.arctan(W / 2 / float(K[0, 0]))))]
         frames.append({"file": str(p), "width": W, "height": H, "fx": float(K[0, 0]), "fy": float(K[1, 1]),
@@ -188,10 +204,13 @@ def write_outputs(geo: Geometry, image_paths: Sequence[Path], out_dir: Path,
                                 points=pts, point_colors=cols, ply_name="points.ply")
     summary = {"model": "vggt", "images": len(image_paths), "model_resolution_hw": list(geo.model_hw),
                "points": int(len(pts)), "conf_threshold": conf_threshold, "forward_seconds": round(geo.seconds, 4),
-               "pose_refinement": refinement,
+               "pose_refinement": refinement, "preprocessing": geo.preprocessing, "notes": geo.notes,
+               **({"checkpoint": checkpoint} if checkpoint else {}),
                "conventions": "c2w: OpenCV camera axes (x right, y down, z forward), camera-to-world; world = the "
                               "first image's camera; arbitrary unit (depth PNG: millimetres of that unit, 0 = "
-                              "below the confidence threshold); pixel centres at +0.5",
+                              "below the confidence threshold or padding); K for each photo's pixels as stored "
+                              "(EXIF orientation applied only with preprocessing.exif); pixel centres at +0.5; "
+                              "depth maps at model_resolution_hw (the preprocessed frame)",
                "frames": frames}
     atomic_write_json(out_dir / "cameras.json", summary)
     return summary
@@ -205,21 +224,25 @@ def run_predict(model, image_paths: Sequence[str | Path], out_dir: str | Path, a
         image_paths: the photos of one scene (the first defines the world frame).
         out_dir: output folder (created).
         args: optional namespace (e.g. :class:`~recon3d.feedforward.options.PredictOptions`); reads
-            ``conf_threshold``, ``device`` and ``refine_poses`` (coloured ICP of the depth maps,
-            :func:`~.refine.refine_poses_icp`) when present, else their PredictOptions defaults.
+            ``conf_threshold``, ``device``, ``vggt_preprocess`` (``crop`` / ``pad``), ``vggt_exif``
+            and ``refine_poses`` (coloured ICP of the depth maps, :func:`~.refine.refine_poses_icp`)
+            when present, else their PredictOptions defaults.
     Returns:
         the summary written to ``cameras.json`` (without the per-frame list) plus ``out``.
     """
     paths = [Path(p) for p in image_paths]
     conf = float(getattr(args, "conf_threshold", None) or DEFAULTS.conf_threshold)
     device = resolve_device(getattr(args, "device", None) or DEFAULTS.device)
-    geo = predict_geometry(model, load_photos(paths), device=device)
+    geo = predict_geometry(model, paths, device=device,
+                           mode=getattr(args, "vggt_preprocess", None) or DEFAULTS.vggt_preprocess,
+                           exif=bool(getattr(args, "vggt_exif", DEFAULTS.vggt_exif)))
     refinement = None
     if getattr(args, "refine_poses", DEFAULTS.refine_poses):
         from .refine import refine_poses_icp
 
         geo, refinement = refine_poses_icp(geo, conf_threshold=conf)
-    summary = write_outputs(geo, paths, Path(out_dir), conf, refinement)
+    summary = write_outputs(geo, paths, Path(out_dir), conf, refinement,
+                            checkpoint=getattr(model, "external_checkpoint", None))
     log.info("vggt: %d images at %dx%d in %.2f s; %d points -> %s", len(paths), geo.model_hw[1], geo.model_hw[0],
              geo.seconds, summary["points"], out_dir)
     summary.pop("frames")

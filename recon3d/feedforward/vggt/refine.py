@@ -35,6 +35,8 @@ def _camera_cloud(geo: Geometry, i: int, conf_threshold: float):
 
     pts = unproject_depth(geo.depth[i:i + 1], geo.K_model[i:i + 1], torch.eye(4)[None])[0]
     keep = (geo.depth_conf[i] >= conf_threshold) & (geo.depth[i] > 0) & torch.isfinite(pts).all(-1)
+    if geo.inside is not None:  # not the padding of a preprocessed frame
+        keep &= geo.inside[i]
     cloud = o3d.geometry.PointCloud()
     cloud.points = o3d.utility.Vector3dVector(pts[keep].double().numpy())
     cloud.colors = o3d.utility.Vector3dVector(geo.colors[i][keep].double().clamp(0, 1).numpy())

@@ -162,6 +162,9 @@ class SplatTrainer(PerSceneMethod):
         return min(step // self.sh_interval, self.cfg.sh_degree)
 
     def _rasterize(self, cams: Cameras, sh_degree: int, background: Tensor | None):
+        if cams.is_distorted:  # never render a distorted camera as if it were a pinhole one
+            raise ValueError(f"Gaussian splatting renders pinhole cameras; these are {cams.model} with distortion: "
+                             "undistort the images first (recon3d.sfm.undistort.undistort_scene, done by recon3d fit)")
         return rasterize(self.model.gaussians(), cams.w2c, cams.K, int(cams.width[0]), int(cams.height[0]),
                          sh_degree=sh_degree, backgrounds=background, backend=self.cfg.backend,
                          antialiased=self.cfg.antialiased)
