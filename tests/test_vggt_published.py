@@ -139,7 +139,7 @@ def test_pos_embed_fixture_grid(small):
     called with (168, 126): its first size argument is the row count, so the stored grid is 12 rows x 9
     columns (not the 9 x 12 the README names). The forward pass interpolates to the 9 x 12 patch grid,
     which the patch tokens (equal to the official ones) confirm."""
-    model, images, exp, ours = small
+    model, _, exp, _ = small
     pe = model.aggregator.patch_embed
     assert rel_err(pe._pos_embed(12, 9).detach(), exp["patch_embed_pos_interpolated"]) <= 1e-6
     assert rel_err(pe._pos_embed(9, 12).detach(), exp["patch_embed_pos_interpolated"]) > 1e-2
@@ -355,5 +355,5 @@ def test_residual_units_and_stored_configs():
     assert VGGTConfig.from_dict(stored).dpt_residual == "identity"
     shipped = registry.load_model("vggt")
     assert (shipped.config.dpt_residual, shipped.config.pixel_offset) == ("identity", 0.5)
-    c2w, K = shipped.cameras_from_encoding(torch.zeros(1, 9) + torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1.0]), (64, 48))
+    _, K = shipped.cameras_from_encoding(torch.zeros(1, 9) + torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1.0]), (64, 48))
     assert K[0, 0, 2] == 24 and K[0, 1, 2] == 32  # recon3d-trained: the decoded centre is already +0.5-based

@@ -21,7 +21,8 @@ means the model config's ``num_views`` if it has one, else 4. The model is built
 What the loop gives the model: ``training_step(batch, step)`` in train mode under autocast (CUDA +
 ``amp``), with ``step`` = optimizer steps done so far; it may draw random numbers from torch's global
 RNG (seeded ``seed + rank``, saved in checkpoints). ``validation_step``/``validation_images`` run on
-rank 0 under ``no_grad`` in eval mode on fixed val views, with the RNG forked (training is unaffected).
+rank 0 under ``no_grad`` in eval mode on fixed val views, in float32 (no autocast), with the RNG forked
+(training is unaffected).
 ``batch_size`` is per process (global batch = batch_size x world size).
 
 Output folder: ``config.json`` (model + train config), ``log.jsonl`` (one JSON object per line:
@@ -467,7 +468,8 @@ def _run(model_name, cls, cfg, data_dir, out, ckpt, ckpt_file, overrides, dev, r
 def validate(model: FeedForwardModel, val_set: MultiViewDataset, cfg: TrainConfig, dev: torch.device, amp_dtype,
              out: Path, step: int) -> dict[str, float]:
     """Mean ``validation_step`` metrics over the first ``val_batches`` fixed val batches; saves the
-    first batch's ``validation_images`` as ``out/val/step_XXXXXXX_<name>.png``. Training RNG untouched."""
+    first batch's ``validation_images`` as ``out/val/step_XXXXXXX_<name>.png``. Training RNG untouched.
+    Runs in float32 whatever the training's ``amp`` (``amp_dtype`` is accepted and not used)."""
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed + 12345)
@@ -479,9 +481,10 @@ def validate(model: FeedForwardModel, val_set: MultiViewDataset, cfg: TrainConfi
             if b >= max(1, cfg.val_batches):
                 break
             batch = _to_device(batch, dev)
-            with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext():
-                metrics = model.validation_step(batch)
-                images = model.validation_images(batch) if b == 0 else {}
+            # float32, as `recon3d predict` runs the model: metrics computed under bf16 autocast lose
+            # precision (VGGT's rotation error from a bf16 rotation product has a floor of ~5 deg)
+            metrics = model.validation_step(batch)
+            images = model.validation_images(batch) if b == 0 else {}
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1

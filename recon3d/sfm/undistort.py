@@ -82,11 +82,13 @@ def undistort_scene(scene, out_dir: str | Path):
     fx, fy, cx, cy, W, H = ([] for _ in range(6))
     paths, masks = [], []
     has_masks = scene.mask_paths is not None
+    stems = [Path(p).stem for p in scene.image_paths]
+    unique = len(set(stems)) == len(stems)  # keep the photos' names (eval --gt matches by name)
     for i in range(len(cams)):
         src = Path(scene.image_paths[i])
         cam = colmap_camera(cams, i)
         key = _key(src, cam)
-        name = f"{i:05d}_{src.stem}.png"
+        name = f"{src.stem}.png" if unique else f"{i:05d}_{src.stem}.png"
         dst, mdst = out / "images" / name, out / "masks" / name
         entry = cache.get(name)
         if entry is None or entry["key"] != key or not dst.is_file() or (entry.get("mask") and not mdst.is_file()):

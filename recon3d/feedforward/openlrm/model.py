@@ -42,6 +42,15 @@ Deviations from the official inference (documented in ``data/checkpoints/lrm.md`
   ``infer_single`` does (bicubic, align_corners=True, clamp).
 - Meshes: recon3d's marching cubes at ``recon3d predict --mesh-resolution`` (official: 384) at the
   official level 3.0; vertex colours are read half a cell inside the surface.
+- A ray that misses the cube gets depth 0 (recon3d's convention); the official renderer gives it the
+  largest sample depth of the call.
+
+Samples that lie exactly on the cube's faces (every ray's first and last coarse sample) are inside or
+outside depending on the last bit of their coordinates, in the official renderer as here.
+:meth:`OpenLRM.render_view` (what ``recon3d predict`` renders with) therefore builds its rays with the
+official ray sampler's arithmetic (:func:`~.renderer.pixel_rays`) from the converted cameras, which
+reproduces the official renders; :meth:`OpenLRM.render_rays_override` (the shared
+:func:`recon3d.feedforward.rendering.render_rays`) renders recon3d's own rays through the same renderer.
 """
 
 from __future__ import annotations

@@ -36,6 +36,11 @@ def normalized_targets(batch: dict[str, Tensor]) -> dict[str, Tensor]:
         ``depth`` (B, V, H, W), ``points`` (B, V, H, W, 3) in the first camera's frame, ``valid``
         (B, V, H, W) bool, ``scale`` (B,) the divisor applied (world units).
     """
+    with torch.autocast(batch["depths"].device.type, enabled=False):  # float32 targets also under mixed precision
+        return _normalized_targets(batch)
+
+
+def _normalized_targets(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     depth = batch["depths"][:, :, 0].float()
     K, c2w = batch["K"].float(), batch["c2w"].float()
     B, V, H, W = depth.shape

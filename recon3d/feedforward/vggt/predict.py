@@ -138,24 +138,6 @@ def predict_geometry(model, images, device: str | torch.device = "cpu", mode: st
                     notes=list(inputs.notes))
 
 
-def load_photos(image_paths: Sequence[str | Path]) -> list[Tensor]:
-    """(H, W, 3) float images in [0, 1]; RGBA composited on white. DataError names a bad file."""
-    from recon3d.io.errors import DataError
-    from recon3d.io.images import load_image
-
-    if not image_paths:
-        raise DataError("--images", "no input images")
-    photos = []
-    for p in image_paths:
-        try:
-            photos.append(load_image(p, background="white"))
-        except DataError:
-            raise
-        except Exception as e:  # noqa: BLE001 - PIL raises many types for corrupt files
-            raise DataError(p, f"cannot read image ({type(e).__name__}: {e})") from e
-    return photos
-
-
 def _save_depth_png(path: Path, depth_mm: np.ndarray) -> None:
     from PIL import Image
 
