@@ -93,7 +93,7 @@ def test_fixture_architecture_is_read_from_the_file(small, ref):
 
 
 def test_vggt_small_matches_every_official_output(small):
-    model, images, exp, ours = small
+    _, images, exp, ours = small
     out = ours["out"]
     H, W = images.shape[-2:]
     errs = {"patch_tokens": rel_err(ours["tokens"], exp["patch_tokens"])}

@@ -208,8 +208,15 @@ def read_colmap(
         scene_dir = model_dir.parent.parent
     elif model_dir.name == "sparse":
         scene_dir = model_dir.parent
+    masks = None
+    if (img_dir.parent / "masks").is_dir():  # masks/ beside images/, as nerfstudio's mask_path
+        from .images import find_masks
+
+        masks = find_masks(paths, img_dir.parent / "masks")
+        masks = masks if any(m is not None for m in masks) else None
     return finalize_scene(
         cams, paths, downscale=downscale, source=model_dir, allow_resized=images_dir is not None,
+        mask_paths=masks,
         train_indices=train, test_indices=test, points=points, point_colors=colors, background=background,
         name=scene_dir.name,
         source_format="colmap",

@@ -330,11 +330,34 @@ def load_image(
     return torch.from_numpy(np.ascontiguousarray(_resize(np.ascontiguousarray(arr, dtype=np.float32), hw, resample)))
 
 
+def find_masks(image_paths: Sequence[str | Path], mask_dir: str | Path, required: bool = False) -> list[Path | None]:
+    """The mask file of each image in ``mask_dir``: the same file name, the same stem with any image
+    extension (``IMG_1.JPG`` -> ``IMG_1.png``), or COLMAP's ``IMG_1.JPG.png``. Images without one get
+    None; with ``required`` a missing mask is a DataError naming it."""
+    mask_dir = Path(mask_dir)
+    if not mask_dir.is_dir():
+        raise DataError(mask_dir, "mask folder not found")
+    files = {p.name.lower(): p for p in mask_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+    by_stem: dict[str, Path] = {}
+    for p in files.values():
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
+            by_stem.setdefault(p.stem.lower(), p)
+    out: list[Path | None] = []
+    for ip in image_paths:
+        name = Path(ip).name.lower()
+        m = files.get(name) or files.get(name + ".png") or by_stem.get(Path(ip).stem.lower())
+        if m is None and required:
+            raise DataError(mask_dir, f"no mask for image {Path(ip).name} (expected {Path(ip).stem}.png or the "
+                                      f"same file name)")
+        out.append(m)
+    return out
+
+
 def load_mask(path: str | Path, size: Sequence[int] | None = None) -> Tensor:
     """Load a binary mask as a bool (H, W) tensor (True = keep / foreground).
 
     The mask value is the file's alpha channel when it has a non-trivial one, else its gray level;
-    True where it exceeds 0.5. ``size`` = (height, width) resizes by area average before thresholding
+    True where it reaches 0.5 (128 of 255). ``size`` = (height, width) resizes by area average before thresholding
     (a pixel is True when most of its area is). EXIF orientation is applied.
     """
     arr = decode_image(path)
@@ -344,7 +367,7 @@ def load_mask(path: str | Path, size: Sequence[int] | None = None) -> Tensor:
         m = arr[..., :3].mean(axis=-1, keepdims=True)
     if size is not None:
         m = _resize(np.ascontiguousarray(m), _target_size(m, 1, size), "box")
-    return torch.from_numpy(np.ascontiguousarray(m[..., 0] > 0.5))
+    return torch.from_numpy(np.ascontiguousarray(m[..., 0] >= 0.5 - 1e-6))
 
 
 def _to_uint8(img) -> np.ndarray:

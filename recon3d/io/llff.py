@@ -65,6 +65,16 @@ def _load_poses_bounds(npy: Path) -> np.ndarray:
     return arr
 
 
+def _attach_masks(scene: Scene, root: Path) -> None:
+    """``root/masks/`` (same file names as the photos, thresholded at 128) becomes the scene's masks."""
+    from .images import find_masks
+
+    if (root / "masks").is_dir():
+        masks = find_masks([Path(p) for p in scene.image_paths], root / "masks")
+        if any(m is not None for m in masks):
+            scene.mask_paths = masks
+
+
 def read_llff(path: str | Path, downscale: float = 1, background=None) -> Scene:
     """Read an LLFF scene folder (or its ``poses_bounds.npy``).
 
@@ -110,4 +120,5 @@ def read_llff(path: str | Path, downscale: float = 1, background=None) -> Scene:
         near_far=torch.from_numpy(bounds).float(), metadata={"files_downscale": files_ds, "images_dir": str(img_dir)},
     )
     scene.downscale = downscale
+    _attach_masks(scene, root)
     return scene

@@ -58,7 +58,7 @@ def save_run_scene(scene: Scene, run_dir: str | Path) -> Path:
             f["near_far"] = [float(x) for x in scene.near_far[i].tolist()]
         frames.append(f)
     d = {"version": VERSION, "name": scene.name, "source_format": scene.source_format,
-         "downscale": float(scene.downscale), "model": cams.model,
+         "downscale": float(scene.downscale), "model": cams.model, "masks_as_alpha": bool(scene.masks_as_alpha),
          "background": None if scene.background is None else [float(x) for x in scene.background.tolist()],
          "normalization": scene.normalization.to_dict()["transform"],
          "train_indices": list(scene.train_indices), "test_indices": list(scene.test_indices),
@@ -103,6 +103,7 @@ def load_run_scene(run_dir: str | Path) -> Scene:
             background=d.get("background"), downscale=d.get("downscale", 1),
             normalization=Normalization(torch.tensor(d["normalization"], dtype=torch.float64)),
             name=d.get("name", ""), source_format=d.get("source_format", ""),
+            masks_as_alpha=bool(d.get("masks_as_alpha", False)),
             near_far=col("near_far") if all("near_far" in f for f in frames) else None)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise DataError(path, f"not a valid run scene ({e.__class__.__name__}: {e})") from e

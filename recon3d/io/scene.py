@@ -47,6 +47,9 @@ class Scene:
         near_far: optional (N, 2) float32 per-frame depth bounds, current world units (LLFF).
         metadata: free-form extras kept from the source (e.g. nerfstudio ``applied_transform``).
         cache_size: how many loaded images :meth:`image` keeps (LRU); 0 disables caching.
+        masks_as_alpha: the masks cut the object out: :meth:`image` composites each photo with its mask
+            as alpha onto :attr:`background` and :meth:`alpha` is the mask, so every method sees a
+            cut-out (turntables: the background that moves with the object never enters a loss).
     """
 
     cameras: Cameras
@@ -65,6 +68,7 @@ class Scene:
     near_far: Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     cache_size: int = 0
+    masks_as_alpha: bool = False
     _cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +127,10 @@ class Scene:
             self._cache.move_to_end(i)
             return self._cache[i]
         img = load_image(self.image_paths[i], background=self.background, size=self._size(i))
+        m = self.mask(i) if self.masks_as_alpha else None
+        if m is not None:
+            bg = torch.zeros(3) if self.background is None else self.background
+            img = torch.where(m[..., None], img, bg.to(img))
         if self.cache_size > 0:
             self._cache[i] = img
             while len(self._cache) > self.cache_size:
@@ -130,7 +138,11 @@ class Scene:
         return img
 
     def alpha(self, i: int) -> Tensor:
-        """(H, W) float32 alpha of frame ``i`` in [0, 1] (ones if the file has no alpha)."""
+        """(H, W) float32 alpha of frame ``i`` in [0, 1] (ones if the file has no alpha; the mask with
+        :attr:`masks_as_alpha`)."""
+        m = self.mask(i) if self.masks_as_alpha else None
+        if m is not None:
+            return m.float()
         return load_image(self.image_paths[int(i)], with_alpha=True, size=self._size(int(i)))[..., 3]
 
     def mask(self, i: int) -> Tensor | None:

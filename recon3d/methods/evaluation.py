@@ -23,7 +23,8 @@ def evaluate_split(render, scene, cameras, device: torch.device, run_dir: Path, 
         run_dir: renders go to ``run_dir/renders/<split>/<image stem>.png`` when ``save_renders``.
         max_views: evaluate only the first N views of the split.
     Returns:
-        dict with split, views, mean psnr (dB), mean ssim, ms_per_image and per_view_psnr.
+        dict with split, views, mean psnr (dB), mean ssim, ms_per_image, per_view_psnr, and with a
+        scene cut out by masks psnr_in_masks (dB over the pixels inside the masks).
     """
     from recon3d.io.images import save_image
 
@@ -32,7 +33,7 @@ def evaluate_split(render, scene, cameras, device: torch.device, run_dir: Path, 
         indices = indices[:max_views]
     if not indices:
         raise ValueError(f"the scene has no {split} views to evaluate on")
-    psnrs, ssims, times = [], [], []
+    psnrs, ssims, times, masked = [], [], [], []
     out_dir = Path(run_dir) / "renders" / split
     for i in indices:
         gt = scene.image(i).to(device)
@@ -43,8 +44,15 @@ def evaluate_split(render, scene, cameras, device: torch.device, run_dir: Path, 
         times.append(time.perf_counter() - t)
         pred = res.colors[0]
         psnrs.append(float(psnr(pred, gt)))
+        m = scene.mask(i) if getattr(scene, "masks_as_alpha", False) else None
+        if m is not None and bool(m.any()):  # cut-out by masks: also the PSNR inside the object
+            mm = m.to(device)
+            masked.append(float(-10 * torch.log10(((pred - gt)[mm] ** 2).mean().clamp_min(1e-10))))
         ssims.append(float(ssim(pred, gt)))
         if save_renders:
             save_image(out_dir / f"{Path(scene.image_paths[i]).stem}.png", pred.cpu())
-    return {"split": split, "views": len(indices), "psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
-            "ms_per_image": 1000 * float(np.mean(times)), "per_view_psnr": psnrs}
+    out = {"split": split, "views": len(indices), "psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
+           "ms_per_image": 1000 * float(np.mean(times)), "per_view_psnr": psnrs}
+    if masked:
+        out["psnr_in_masks"] = float(np.mean(masked))
+    return out

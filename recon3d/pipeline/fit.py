@@ -102,14 +102,24 @@ def run_fit(opts: FitOptions) -> dict:
 
 
 def check_sources(opts: FitOptions) -> None:
-    """The photo folder / dataset exists (checked before anything is written)."""
-    if (opts.data is None) == (opts.images is None):
-        raise DataError("recon3d fit", "pass exactly one of --data (posed dataset) or --images (photos)")
+    """The photo folder / dataset / video exists, a video is readable, complete and has 3+ frames
+    (checked before anything is written)."""
+    if sum(x is not None for x in (opts.data, opts.images, opts.video)) != 1:
+        raise DataError("recon3d fit", "pass exactly one of --data (posed dataset), --images (photos) or "
+                                       "--video (a video file)")
+    if opts.frames is not None and opts.video is None:
+        raise DataError("--frames", "goes with --video")
     if opts.resume and opts.overwrite:
         raise DataError("--overwrite", "cannot be combined with --resume")
-    src = Path(opts.data if opts.data is not None else opts.images)
+    src = Path(next(x for x in (opts.data, opts.images, opts.video) if x is not None))
     if not src.exists():
         raise DataError(src, "no such file or folder")
+    if opts.video is not None:
+        from recon3d.io.video import probe_video
+
+        probe_video(opts.video)
+    if opts.masks is not None and not Path(opts.masks).is_dir():
+        raise DataError(opts.masks, "--masks: no such folder")
     for flag, p in (("--config", opts.config), ("--vggt-checkpoint", opts.vggt_checkpoint)):
         if p is not None and not Path(p).is_file():
             raise DataError(p, f"{flag}: no such file")

@@ -12,7 +12,7 @@ from recon3d.io.errors import DataError
 from recon3d.methods.registry import METHOD_NAMES
 from recon3d.runtime.config import PRESET_NAMES
 from recon3d.runtime.device import check_device
-from recon3d.runtime.options import at_most, non_negative, option
+from recon3d.runtime.options import at_most, between, non_negative, option
 
 RUN_FILE = "run.json"
 DATA_FORMATS = ("auto", *FORMATS)
@@ -36,6 +36,10 @@ def check_background(text: str) -> str:
 class FitOptions:
     images: Path | None = option(None, "folder of photos (poses by pycolmap SfM)")
     data: Path | None = option(None, "posed dataset folder (Blender, nerfstudio, COLMAP or LLFF)")
+    video: Path | None = option(None, "video file (mp4, mov, webm, ...): sharp, well-spread frames are extracted "
+                                      "into OUT/video_frames/ and posed like --images")
+    frames: int | None = option(None, "--video: frames to keep, the sharpest of each of N equal time windows "
+                                      "(default 300)", check=between(3, 10_000))
     format: str = option("auto", "dataset format of --data (default: detect)", choices=DATA_FORMATS)
     downscale: float = option(1.0, "load images downscaled by this factor", check=at_most(64))
     method: str = option("splat", "per-scene method: splat (default), sugar (splats + mesh), nerf (hash-grid NeRF), "
@@ -52,6 +56,8 @@ class FitOptions:
                           choices=("auto", "exhaustive", "sequential"))
     poses: str = option("colmap", "camera poses for --images: pycolmap SfM or the VGGT feed-forward model",
                         choices=("colmap", "vggt"))
+    masks: Path | None = option(None, "--images: folder of object masks (same file names or stems as the photos, "
+                                      "PNG/JPEG, thresholded at 128): SfM features and the fit only use the object")
     vggt_checkpoint: Path | None = option(None, "VGGT weights for --poses vggt (default: the shipped tiny model, "
                                                 "rough poses; for real captures the published VGGT-1B model.pt)")
     vggt_refine: bool = option(False, "--poses vggt: refine the cameras by coloured ICP of the predicted depth maps")
@@ -72,6 +78,8 @@ PATH_FIELDS = tuple(f.name for f in fields(FitOptions) if "Path" in str(f.type))
 
 
 def default_out_dir(opts: FitOptions) -> Path:
+    if opts.video is not None and opts.data is None and opts.images is None:  # clip.mp4 -> "clip"
+        return Path("outputs") / f"{Path(opts.video).stem}-{opts.method}"
     src = Path(opts.data if opts.data is not None else opts.images).resolve()
     if src.name.lower() in ("images", "photos", "input", "imgs"):  # scene/images -> "scene"
         src = src.parent

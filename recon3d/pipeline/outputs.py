@@ -42,6 +42,9 @@ def held_out_metrics(trainer, scene) -> dict:
     log.info("test PSNR %.2f dB, SSIM %.4f, %.1f ms/image (%d views)", ev["psnr"], ev["ssim"],
              ev["ms_per_image"], ev["views"])
     extra = {k: v for k, v in ev.items() if k.startswith("test_pose_alignment")}
+    if "psnr_in_masks" in ev:
+        extra["test_psnr_in_masks"] = ev["psnr_in_masks"]
+        log.info("test PSNR inside the masks %.2f dB", ev["psnr_in_masks"])
     return {"test_psnr": ev["psnr"], "test_ssim": ev["ssim"], "render_ms_per_image": ev["ms_per_image"],
             "test_per_view_psnr": ev["per_view_psnr"], **extra}
 

@@ -17,6 +17,12 @@ log = logging.getLogger(__name__)
 def load_fit_scene(opts: FitOptions, out: Path, events: Progress | None = None):
     """The normalized scene to fit, plus a dict describing where its poses (and background) came from."""
     scene, info = _load_posed_scene(opts, out, events or Progress())
+    if scene.has_masks and (opts.masks is not None or scene.source_format in ("llff", "colmap")):
+        # masks of object captures (turntables, cut-outs) cut the object out for every method
+        from dataclasses import replace
+
+        scene = replace(scene, masks_as_alpha=True)
+        info["masks"] = sum(p is not None for p in scene.mask_paths)
     scene, bg_info = with_background(scene, opts.background)
     return scene, {**info, **bg_info}
 
@@ -30,6 +36,13 @@ def with_background(scene, choice: str = "auto"):
     ``none`` keeps none, else the named or ``R,G,B`` colour."""
     from dataclasses import replace
 
+    if scene.masks_as_alpha:  # cut out by masks: composited on the chosen colour (white by default)
+        from recon3d.core.background import background_color
+
+        spec = choice if choice not in ("auto", "none") else "white"
+        color = background_color([float(x) for x in spec.split(",")] if "," in spec else spec)
+        return replace(scene, background=color), {"background": [round(float(x), 4) for x in color],
+                                                  "background_source": "masks (the object cut out)"}
     if scene.background is not None:
         return scene, {"background": [round(float(x), 4) for x in scene.background], "background_source": "alpha"}
     if choice == "none":
@@ -62,6 +75,8 @@ def _load_posed_scene(opts: FitOptions, out: Path, events: Progress):
         raise DataError(opts.vggt_checkpoint, "--vggt-checkpoint goes with --images and --poses vggt")
     if opts.vggt_refine and (opts.poses != "vggt" or opts.data is not None):
         raise DataError("--vggt-refine", "goes with --images and --poses vggt")
+    if opts.masks is not None and (opts.images is None or opts.poses != "colmap"):
+        raise DataError(opts.masks, "--masks goes with --images (SfM poses); datasets read masks/ beside images/")
     if opts.data is not None:
         events.stage("load", f"reading {opts.data}")
         scene = load_scene(opts.data, format=opts.format, downscale=opts.downscale)
@@ -81,7 +96,7 @@ def _load_posed_scene(opts: FitOptions, out: Path, events: Progress):
     from recon3d.sfm import scene_from_images
 
     events.stage("sfm", "structure from motion (pycolmap)")
-    scene, sfm = scene_from_images(opts.images, out / "sfm", matcher=opts.matcher)
+    scene, sfm = scene_from_images(opts.images, out / "sfm", matcher=opts.matcher, masks_dir=opts.masks)
     if opts.downscale != 1:
         scene = scene.with_downscale(opts.downscale)
     info = {"poses": "pycolmap structure-from-motion", "sfm_images": sfm.num_images,

@@ -169,7 +169,7 @@ def _stage(name: str, image_dir: Path, fn, *args, **kwargs):
 
 # ------------------------------------------------------------------------------------ stages
 def _extract(db: Path, image_dir: Path, names: list[str], camera_model: str, single_camera: bool,
-             threads: int, max_features: int) -> None:
+             threads: int, max_features: int, mask_dir: Path | None = None) -> None:
     import pycolmap
 
     sizes = {image_size(image_dir / n) for n in names}
@@ -180,6 +180,8 @@ def _extract(db: Path, image_dir: Path, names: list[str], camera_model: str, sin
         mode = pycolmap.CameraMode.AUTO
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = camera_model
+    if mask_dir is not None:  # COLMAP reads mask_dir/<image name>.png; black pixels get no features
+        reader.mask_path = str(mask_dir)
     opts = pycolmap.FeatureExtractionOptions()
     opts.num_threads = threads
     opts.use_gpu = False
@@ -232,6 +234,7 @@ def run_sfm(
     max_features: int = 8192,
     verbose: bool = False,
     report_as: str | Path | None = None,
+    mask_dir: str | Path | None = None,
 ) -> SfmResult:
     """Pose the images of ``image_dir`` with pycolmap (SIFT on CPU, matching, incremental mapping).
 
@@ -247,6 +250,8 @@ def run_sfm(
             runs may differ slightly (thread scheduling). Not part of the cache key.
         seed: random seed (RANSAC, mapper).
         max_features: SIFT keypoints per image at most.
+        mask_dir: masks named ``<image name>.png`` (black = not the object): features are taken only
+            inside them, so a background that moves with a turntable does not break registration.
         report_as: the folder named in errors (the user's photos; default ``image_dir``).
         verbose: show COLMAP's own INFO log.
     Returns:
@@ -267,7 +272,9 @@ def run_sfm(
     options = {"matcher": resolved, "camera_model": camera_model, "single_camera": bool(single_camera),
                "seed": int(seed), "max_features": int(max_features)}
     key = json_key({"version": _VERSION, "pycolmap": pycolmap.__version__, "options": options,
-                    "images": [(p.name, p.stat().st_size, file_sha1(p)) for p in images]})
+                    "images": [(p.name, p.stat().st_size, file_sha1(p)) for p in images],
+                    "masks": None if mask_dir is None else sorted((p.name, file_sha1(p))
+                                                                  for p in Path(mask_dir).glob("*.png"))})
     model_dir = work_dir / "sparse" / "0"
     cache_path = work_dir / CACHE_FILE
     cache = read_json_or_none(cache_path)
@@ -296,7 +303,7 @@ def run_sfm(
                      "one shared" if single_camera else "per-size")
             t = time.perf_counter()
             _stage("feature extraction", shown, _extract, db, image_dir, names, camera_model, single_camera,
-                   threads, max_features)
+                   threads, max_features, None if mask_dir is None else Path(mask_dir))
             stats = _database_stats(db)
             stages["extract"] = time.perf_counter() - t
             log.info("SfM: %d features per image (median; min %d, max %d) in %.1fs", stats["median_keypoints"],
@@ -356,7 +363,36 @@ def run_sfm(
     return result
 
 
-def scene_from_images(src_dir: str | Path, work_dir: str | Path, max_size: int = 1600, **sfm_options):
+def prepare_masks(prepared: list[Path], src_dir: Path, masks_dir: str | Path, out: Path) -> Path:
+    """Masks of the photos (``masks_dir``: same names or stems as the photos, any image format,
+    thresholded at 128) written as ``out/<prepared image name>.png`` (0 / 255) at the prepared images'
+    sizes: what COLMAP's feature extraction and the Scene read (``masks/`` beside ``images/``)."""
+    from PIL import Image
+
+    from recon3d.io.atomic import atomic_path
+    from recon3d.io.images import find_masks, load_mask
+
+    records = {r["name"]: r["source"] for r in (read_json_or_none(prepared[0].parent / MANIFEST) or {})
+               .get("images", [])}
+    sources = [Path(src_dir) / records.get(p.name, p.name) for p in prepared]
+    masks = find_masks(sources, masks_dir, required=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for p, m in zip(prepared, masks):
+        w, h = image_size(p)
+        arr = load_mask(m, size=(h, w)).numpy().astype(np.uint8) * 255
+        if not arr.any():
+            raise DataError(m, "mask is empty (no pixel of the object); check the mask folder")
+        with atomic_path(out / f"{p.name}.png") as tmp:
+            Image.fromarray(arr).save(tmp, format="PNG")
+    for stale in out.glob("*.png"):
+        if stale.name not in {f"{p.name}.png" for p in prepared}:
+            stale.unlink()
+    log.info("masks: %d from %s (features only inside them)", len(masks), masks_dir)
+    return out
+
+
+def scene_from_images(src_dir: str | Path, work_dir: str | Path, max_size: int = 1600,
+                      masks_dir: str | Path | None = None, **sfm_options):
     """Photos in ``src_dir`` -> (posed :class:`~recon3d.io.Scene`, :class:`SfmResult`).
 
     Runs :func:`prepare_images` into ``work_dir/images``, :func:`run_sfm` in ``work_dir`` (both
@@ -368,13 +404,20 @@ def scene_from_images(src_dir: str | Path, work_dir: str | Path, max_size: int =
         src_dir: folder of photos.
         work_dir: output folder (created).
         max_size: longest image side for SfM and the Scene, pixels.
+        masks_dir: optional masks of the photos (see :func:`prepare_masks`): SfM features only inside
+            them, and the scene carries them (``mask_paths``).
         sfm_options: passed to :func:`run_sfm` (``matcher``, ``camera_model``, ``num_threads``, ...).
     """
     src, work = Path(src_dir), Path(work_dir)
     t0 = time.perf_counter()
     images_dir = work / "images"
-    prepare_images(src, images_dir, max_size=max_size)
-    result = run_sfm(images_dir, work, report_as=src_dir, **sfm_options)
+    prepared = prepare_images(src, images_dir, max_size=max_size)
+    mask_dir = prepare_masks(prepared, src, masks_dir, work / "masks") if masks_dir is not None else None
+    if mask_dir is None and (work / "masks").is_dir():  # masks of an earlier fit with --masks: not this one's
+        import shutil
+
+        shutil.rmtree(work / "masks")
+    result = run_sfm(images_dir, work, report_as=src_dir, mask_dir=mask_dir, **sfm_options)
     # Cut-out photos (all with alpha) were composited onto white: tell the methods, so they render
     # the same background instead of having to paint it with Gaussians.
     records = (read_json_or_none(images_dir / MANIFEST) or {}).get("images", [])

@@ -35,7 +35,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping
 
 import torch
 
@@ -190,10 +190,3 @@ def load_published_state_dict(payload: Mapping, source="checkpoint", config=None
              counts["ignored"])
     return model
 
-
-def load_published_checkpoint(path, map_location: Optional[str] = "cpu", config=None):
-    """Read ``path`` (a published ``model.pt``) and load it (:func:`load_published_state_dict`);
-    DataError naming the file when it is missing, unreadable or not a VGGT state dict."""
-    from ..base import load_payload
-
-    return load_published_state_dict(load_payload(path, map_location=map_location), source=path, config=config)
