@@ -144,9 +144,16 @@ def errors_in_output(text: str) -> tuple[Optional[str], Optional[str]]:
 
 
 def fit_command(photos: Path, run_dir: Path, *, method: str, preset: str, steps: int, orbit_frames: int,
-                threads: int = 1, device: str = "cpu", pose_opt: bool = False) -> list[str]:
-    """The ``recon3d fit`` command line for one request (run with this interpreter)."""
-    cmd = [sys.executable, "-m", "recon3d.cli", "--threads", str(int(threads)), "fit", "--images", str(photos),
+                threads: int = 1, device: str = "cpu", pose_opt: bool = False, video: bool = False,
+                frames: Optional[int] = None) -> list[str]:
+    """The ``recon3d fit`` command line for one request (run with this interpreter).
+
+    ``photos`` is a folder of photos (``--images``), or with ``video`` a video file (``--video``, keeping
+    ``frames`` frames when given)."""
+    source = ["--video" if video else "--images", str(photos)]
+    if video and frames:
+        source += ["--frames", str(int(frames))]
+    cmd = [sys.executable, "-m", "recon3d.cli", "--threads", str(int(threads)), "fit", *source,
            "--out", str(run_dir), "--method", method, "--preset", preset, "--max-steps", str(int(steps)),
            "--orbit-frames", str(int(orbit_frames)), "--device", device]
     return cmd + ["--pose-opt"] if pose_opt else cmd

@@ -1,4 +1,4 @@
-"""Checks on everything a web user sends: file names, images, zips, and paths (no gradio here).
+"""Checks on everything a web user sends: file names, images, zips, videos, and paths (no gradio here).
 
 Every function raises :class:`recon3d.io.errors.DataError` naming the user's file (its base name,
 never a server path) with a message fit for the page. Nothing here reads or writes outside the
@@ -308,3 +308,62 @@ def collect_photos(uploads: Sequence[tuple[str | os.PathLike, str]], dst_dir: st
         raise DataError("photos", f"{len(photos)} usable photo(s); fitting needs at least {min_photos} photos "
                                   "of the same object from different viewpoints")
     return PhotoSet(dst, photos, notices)
+
+
+# ------------------------------------------------------------------------------------ videos
+@dataclass
+class CheckedVideo:
+    """A video upload that probed fine: its copy under the app's folder, and what the user is told."""
+
+    path: Path  # the sanitized copy, inside the destination folder
+    original_name: str  # the user's file name (base name only)
+    frames: int  # video frames in the file
+    size: tuple[int, int]  # (width, height) as displayed (rotation applied), pixels
+    notice: str | None = None
+
+
+def is_video_name(name: str) -> bool:
+    """True when ``name``'s suffix is one of :data:`recon3d.io.video.VIDEO_EXTENSIONS`."""
+    from recon3d.io.video import VIDEO_EXTENSIONS
+
+    return Path(sanitize_filename(name, "upload")).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def pick_video(uploads: Sequence[tuple[str | os.PathLike, str]]) -> tuple[str | os.PathLike, str] | None:
+    """The video among ``uploads`` ((server path, user's file name) pairs), None when there is none.
+
+    DataError for two videos, or a video mixed with photos or zips (a fit takes one source)."""
+    videos = [u for u in uploads if is_video_name(u[1] or Path(u[0]).name)]
+    if not videos:
+        return None
+    if len(videos) > 1:
+        raise DataError("video", f"{len(videos)} videos uploaded; fit one video at a time")
+    if len(uploads) > 1:
+        raise DataError("video", "upload either one video or photos (or a zip of them), not both")
+    return videos[0]
+
+
+def check_video(src: str | os.PathLike, dst_dir: str | os.PathLike, *, original_name: str | None = None) -> CheckedVideo:
+    """Copy an uploaded video to ``dst_dir`` under a sanitized name and check it as ``recon3d fit --video``
+    does (:func:`recon3d.io.video.probe_video`: a readable, complete video with 3+ frames).
+
+    Raises DataError naming ``original_name`` (never the server path): not a video suffix, unreadable,
+    truncated, too few frames; the copy is removed then."""
+    from recon3d.io.video import VIDEO_EXTENSIONS, probe_video
+
+    name = sanitize_filename(original_name or Path(src).name, "video")
+    if Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
+        raise DataError(name, f"is not a video file (accepted: {', '.join(VIDEO_EXTENSIONS)})")
+    dst = Path(dst_dir) / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    try:
+        info = probe_video(dst)
+    except DataError as e:
+        dst.unlink(missing_ok=True)
+        raise DataError(name, e.problem) from None
+    w, h = info.display_size
+    notice = f"{name}: {info.frames} frames, {w}x{h} px" + (", turned upright (its rotation tag)" if info.rotation
+                                                             else "")
+    return CheckedVideo(dst, name, info.frames, (w, h), notice)

@@ -19,11 +19,12 @@ from pathlib import Path
 import gradio as gr
 
 from recon3d.io.errors import DataError
+from recon3d.io.video import DEFAULT_FRAMES
 from recon3d.methods.registry import get_method, names_with
 from recon3d.runtime.config import PRESET_NAMES
 
 from . import fit_tab, image_tab, jobs, viewer_tab
-from .safety import collect_photos
+from .safety import check_video, collect_photos, pick_video
 from .settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,8 @@ def _fit_tab(settings: AppSettings) -> None:
     sample = Path(settings.example_scene)
     with gr.Row():
         with gr.Column(scale=1):
-            photos = gr.File(label="Photos (several views of one object) or a zip of them", file_count="multiple",
-                             type="filepath", elem_id="fit-upload")
+            photos = gr.File(label="Photos (several views of one object), a zip of them, or one video moving "
+                                   "around the object", file_count="multiple", type="filepath", elem_id="fit-upload")
             use_sample = gr.Checkbox(label=f"Use the bundled sample scene ({sample.parent.name}, "
                                            f"{len(list(sample.glob('*.png')))} photos) instead",
                                      value=False, visible=sample.is_dir(), elem_id="fit-sample")
@@ -139,7 +140,7 @@ def _fit_tab(settings: AppSettings) -> None:
                 progress=gr.Progress()):
         skip = gr.skip()
         store.release(previous)  # this session's last result gives way; the viewer lists it until the bound
-        job, kept = None, False
+        job, kept, from_video = None, False, False
         try:
             try:
                 n = fit_tab.validate_fit_request(method_name, preset_name, n_steps, max_steps=settings.fit_max_steps,
@@ -148,6 +149,10 @@ def _fit_tab(settings: AppSettings) -> None:
                     if not sample.is_dir():
                         raise DataError("sample scene", "is not installed")
                     job, src, notices = store.create("sample"), sample, []
+                elif uploads and (video := pick_video([(p, Path(p).name) for p in uploads])) is not None:
+                    job = store.create("video")  # its frames are picked by `recon3d fit --video`
+                    cv = check_video(video[0], job / "video", original_name=video[1])
+                    src, notices, from_video = cv.path, [cv.notice] if cv.notice else [], True
                 else:
                     if not uploads:
                         raise DataError("photos", "upload photos or a zip of them, or tick the sample scene")
@@ -166,7 +171,8 @@ def _fit_tab(settings: AppSettings) -> None:
             run_dir = job / "run"
             cmd = fit_tab.fit_command(src, run_dir, method=method_name, preset=preset_name, steps=n,
                                       orbit_frames=settings.orbit_frames, threads=settings.fit_threads,
-                                      device=settings.device, pose_opt=bool(refine_poses))
+                                      device=settings.device, pose_opt=bool(refine_poses), video=from_video,
+                                      frames=min(settings.max_photos, DEFAULT_FRAMES))
             notes = "".join(f"\n\n**Note:** {x}" for x in notices)
             try:
                 with fit_tab.FitProcess(cmd, job / "fit.log", fit_tab.events_file(run_dir),

@@ -2,8 +2,8 @@
 
     recon3d info    --data PATH                 summarize a dataset (format, cameras, splits, bounds)
     recon3d convert --data PATH --out FILE      write a nerfstudio transforms.json for any supported dataset
-    recon3d fit     --images DIR | --data PATH  [--method splat|sugar|nerf|sdf] [--preset quick|default|high]
-                    [--out DIR] [--resume]
+    recon3d fit     --images DIR | --data PATH | --video FILE [--frames N]
+                    [--method splat|sugar|nerf|sdf] [--preset quick|default|high] [--out DIR] [--resume]
     recon3d render  --run DIR [--split test|train|all] [--orbit N]
     recon3d export  --run DIR [--splats out.ply] [--mesh out.glb|obj|ply]   (nerf/sdf runs: the mesh)
     recon3d eval    --run DIR [--gt DATASET]        PSNR/SSIM, and pose error vs ground-truth cameras
@@ -237,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     from recon3d.pipeline.options import FitOptions
     from recon3d.runtime.options import add_arguments
 
-    add_arguments(s.add_mutually_exclusive_group(required=True), FitOptions, only=("images", "data"))
-    add_arguments(s, FitOptions, skip=("images", "data"))
+    add_arguments(s.add_mutually_exclusive_group(required=True), FitOptions, only=("images", "data", "video"))
+    add_arguments(s, FitOptions, skip=("images", "data", "video"))
     s.set_defaults(fn=cmd_fit)
 
     s = sub.add_parser("render", help="render views and an orbit from a fit run folder")

@@ -196,7 +196,11 @@ def _extension_built() -> bool:
 
 def cmd_check(args) -> int:
     sys.path.insert(0, str(ROOT))
-    (Path(sys.prefix) / "torch_extensions").mkdir(exist_ok=True)
+    if not os.environ.get("TORCH_EXTENSIONS_DIR"):
+        try:  # the build cache lives with the environment (bootstrap.sh creates it too)
+            (Path(sys.prefix) / "torch_extensions").mkdir(exist_ok=True)
+        except OSError:
+            pass
     from recon3d.core.gaussians.rasterize_gsplat import gsplat_status, prepare_build_env
 
     prepare_build_env()

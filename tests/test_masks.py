@@ -21,19 +21,19 @@ TANKARD = ROOT.parent / "shared" / "data" / "mary_rose_tankard"
 def turntable(tmp_path_factory):
     """A synthetic object photographed as on a turntable: opaque RGB photos whose background is a
     different random texture in every view (it does not agree with the poses), and the object masks."""
-    from recon3d.io import load_scene
-    from recon3d.io.synthetic import generate_scene
-
+    sample = ROOT / "data" / "sample_scene" / "images"
+    if not sample.is_dir():
+        pytest.skip("data/sample_scene not present")
     root = tmp_path_factory.mktemp("tt")
-    scene = load_scene(generate_scene(root / "src", num_views=20, size=160, seed=4, object="random"))
+    sources = sorted(sample.glob("*.png"))  # the 48 views, all around
     photos, masks = root / "photos", root / "masks"
     photos.mkdir()
     masks.mkdir()
     rng = np.random.default_rng(0)
-    for i, p in enumerate(scene.image_paths):
+    for i, p in enumerate(sources):
         rgba = np.asarray(Image.open(p).convert("RGBA")).astype(np.float32) / 255
         a = rgba[..., 3:]
-        blocks = rng.integers(0, 256, (20, 20, 3)).astype(np.float32) / 255  # coarse random blocks
+        blocks = rng.integers(0, 256, (32, 32, 3)).astype(np.float32) / 255  # coarse random blocks
         bg = np.kron(blocks, np.ones((8, 8, 1)))[: rgba.shape[0], : rgba.shape[1]]
         rgb = rgba[..., :3] * a + bg * (1 - a)
         Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(photos / f"view_{i:02d}.jpg", quality=95)
@@ -57,11 +57,11 @@ def test_find_masks_by_name_stem_and_colmap_convention(tmp_path):
 def test_fit_images_with_masks_cuts_the_object_out(turntable, tmp_path):
     out = tmp_path / "run"
     assert main(["fit", "--images", str(turntable / "photos"), "--masks", str(turntable / "masks"), "--preset", "quick",
-                 "--max-steps", "300", "--orbit-frames", "0", "--out", str(out)]) == 0
+                 "--max-steps", "200", "--orbit-frames", "0", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["sfm_registered"] >= 18 and m["masks"] == m["sfm_registered"]
+    assert m["sfm_registered"] >= 44 and m["masks"] == m["sfm_registered"]
     assert m["background_source"].startswith("masks") and m["background"] == [1.0, 1.0, 1.0]
-    assert m["test_psnr_in_masks"] > 16, m
+    assert m["test_psnr_in_masks"] > 14, m  # ~16.5 dB after 200 steps (a grey guess: ~9 dB)
     # the background of the renders is the clean white backdrop, not the moving textures
     render = np.asarray(Image.open(next((out / "renders" / "test").glob("*.png")))).astype(np.float32) / 255
     border = np.concatenate([render[:6].reshape(-1, 3), render[-6:].reshape(-1, 3)])

@@ -211,8 +211,21 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise DataError(path, "no such video file")
     if path.is_dir():
         raise DataError(path, "is a folder; --video takes a video file (for a folder of photos use --images)")
-    if path.stat().st_size == 0:
+    st = path.stat()
+    if st.st_size == 0:
         raise DataError(path, "is empty (0 bytes)")
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if _PROBED.get("key") == key:  # the fit's early check and the extraction read the file once
+        return _PROBED["info"]
+    info = _probe(path)
+    _PROBED.update(key=key, info=info)
+    return info
+
+
+_PROBED: dict = {}  # the last probe_video result, by (path, size, mtime)
+
+
+def _probe(path: Path) -> VideoInfo:
     av = _av(path)
     with _open(av, path) as c:
         s = _video_stream(c, path)

@@ -1,5 +1,5 @@
 """The scene a fit starts from: a posed dataset (``--data``) or photos posed by SfM or VGGT
-(``--images``), normalized into the unit region recon3d's methods work in."""
+(``--images``, or the frames picked from ``--video``), normalized into the unit region recon3d's methods work in."""
 
 from __future__ import annotations
 
@@ -69,8 +69,9 @@ def _load_posed_scene(opts: FitOptions, out: Path, events: Progress):
     from recon3d.io import load_scene
     from recon3d.io.normalize import normalize_scene
 
-    if (opts.data is None) == (opts.images is None):
-        raise DataError("recon3d fit", "pass exactly one of --data (posed dataset) or --images (photos)")
+    if sum(x is not None for x in (opts.data, opts.images, opts.video)) != 1:
+        raise DataError("recon3d fit", "pass exactly one of --data (posed dataset), --images (photos) or "
+                                       "--video (a video file)")
     if opts.vggt_checkpoint is not None and (opts.poses != "vggt" or opts.data is not None):
         raise DataError(opts.vggt_checkpoint, "--vggt-checkpoint goes with --images and --poses vggt")
     if opts.vggt_refine and (opts.poses != "vggt" or opts.data is not None):
@@ -81,22 +82,24 @@ def _load_posed_scene(opts: FitOptions, out: Path, events: Progress):
         events.stage("load", f"reading {opts.data}")
         scene = load_scene(opts.data, format=opts.format, downscale=opts.downscale)
         return normalize_scene(scene), {"poses": f"dataset ({scene.source_format})"}
+    photos, source = (opts.images, {}) if opts.video is None else _video_frames(opts, out, events)
     if opts.poses == "vggt":
         from recon3d.runtime.device import resolve_device
         from recon3d.sfm.vggt_poses import scene_from_images_vggt
 
         events.stage("poses", "camera poses by the VGGT model")
-        scene, info = scene_from_images_vggt(opts.images, out / "vggt", checkpoint=opts.vggt_checkpoint,
+        scene, info = scene_from_images_vggt(photos, out / "vggt", checkpoint=opts.vggt_checkpoint,
                                              device=str(resolve_device(opts.device)), refine=opts.vggt_refine)
         if opts.downscale != 1:
             scene = scene.with_downscale(opts.downscale)
-        return normalize_scene(scene, method="points" if scene.points is not None else "cameras"), info
+        scene = _named(scene, opts)
+        return normalize_scene(scene, method="points" if scene.points is not None else "cameras"), {**source, **info}
     if opts.poses != "colmap":
         raise DataError("--poses", f"unknown pose source {opts.poses!r}; available: colmap, vggt")
     from recon3d.sfm import scene_from_images
 
     events.stage("sfm", "structure from motion (pycolmap)")
-    scene, sfm = scene_from_images(opts.images, out / "sfm", matcher=opts.matcher, masks_dir=opts.masks)
+    scene, sfm = scene_from_images(photos, out / "sfm", matcher=opts.matcher, masks_dir=opts.masks)
     if opts.downscale != 1:
         scene = scene.with_downscale(opts.downscale)
     info = {"poses": "pycolmap structure-from-motion", "sfm_images": sfm.num_images,
@@ -105,4 +108,27 @@ def _load_posed_scene(opts: FitOptions, out: Path, events: Progress):
     log.info("SfM registered %d of %d images, mean reprojection error %.3f px",
              sfm.num_registered, sfm.num_images, sfm.mean_reprojection_error)
     events.emit("log", "sfm", message=f"registered {sfm.num_registered} of {sfm.num_images} images")
-    return normalize_scene(scene, method="points" if scene.points is not None else "cameras"), info
+    scene = _named(scene, opts)
+    return normalize_scene(scene, method="points" if scene.points is not None else "cameras"), {**source, **info}
+
+
+def _video_frames(opts: FitOptions, out: Path, events: Progress) -> tuple[Path, dict]:
+    """``--video``: its frames in ``out/video_frames`` (extracted, or reused from an earlier run with the
+    same file and --frames), plus metrics entries saying where they came from."""
+    from recon3d.io.video import DEFAULT_FRAMES, FRAMES_DIR, extract_video_frames
+
+    n = opts.frames or DEFAULT_FRAMES
+    events.stage("video", f"picking {n} sharp frames from {Path(opts.video).name}")
+    frames = extract_video_frames(opts.video, out / FRAMES_DIR, frames=n)
+    what = "reused" if frames.reused else "kept"
+    message = (f"{what} {frames.kept} of {frames.decoded} frames (mean sharpness {frames.mean_sharpness:.1f})")
+    log.info("video %s: %s", opts.video, message)
+    events.emit("log", "video", message=message)
+    return frames.folder, {"source": str(opts.video), **frames.info()}
+
+
+def _named(scene, opts: FitOptions):
+    """A video's frames make a scene named after the video (not after its frame folder)."""
+    from dataclasses import replace
+
+    return scene if opts.video is None else replace(scene, name=Path(opts.video).stem)
