@@ -221,7 +221,9 @@ def _read_json(path: Path) -> dict:
 
 
 def _pytest_counts(output: str) -> dict:
-    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed)", output.splitlines()[-1] if output.strip() else "")}
+    """Counts of pytest's closing line ("3 passed, 1 skipped in 2.1s") and the skip reasons."""
+    closing = [ln for ln in output.splitlines() if re.search(r"\d+ (passed|failed|skipped|errors?)\b.* in [\d.]+s", ln)]
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed)", closing[-1] if closing else "")}
     reasons = sorted(set(re.findall(r"SKIPPED \[\d+\] [^:]+:\d+: (.*)", output)))
     return {**counts, **({"skip_reasons": reasons[:3]} if reasons else {})}
 
@@ -308,7 +310,7 @@ def build_steps(args, py: str, work: Path, gpus: int, data: Path, ffdata: Path) 
     measure = [py, "scripts/gpu_measure.py"]
     splat_steps = "5" if cpu else "3000"
     steps = [
-        Step("parity", [py, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "tests/test_gaussian_gsplat.py"],
+        Step("parity", [py, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "tests/test_gaussian_gsplat.py"],
              timeout=240, min_seconds=30, parse="pytest", figures=_pytest_counts),
     ]
     for backend in ("gsplat", "torch"):
@@ -386,7 +388,7 @@ def setup_steps(args, run: Run, work: Path) -> tuple[str, dict]:
                f"{shlex.quote(str(site))} {' '.join(map(shlex.quote, whls))} && " if whls else "")
     cmd = ["bash", "-c", f"set -e; {install}{shlex.quote(sys_py)} scripts/gsplat_setup.py plan; "
                          f"MAX_JOBS={os.cpu_count() or 4} {shlex.quote(sys_py)} scripts/gsplat_setup.py check --json "
-                         f"{shlex.quote(str(status_json))} || echo 'gsplat check: not usable (exit status $?)'"]
+                         f"{shlex.quote(str(status_json))} || echo gsplat check: not usable"]
     rec = run.run(Step("setup", cmd, timeout=args.setup_timeout, min_seconds=30), sys_py, env)
     rec["wheels"] = [Path(w).name for w in whls]
     st = _read_json(status_json)

@@ -44,7 +44,13 @@ def main() -> int:
     from torch.utils.data import DataLoader
 
     from recon3d.feedforward.data import MultiViewDataset
-    from recon3d.feedforward.train import ResumableSampler, _StepModule, _to_device, build_model, train
+    from recon3d.feedforward.train import (
+        ResumableSampler,
+        _StepModule,
+        _to_device,
+        build_model,
+        train,
+    )
 
     rank, world, local = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())

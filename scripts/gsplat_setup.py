@@ -222,6 +222,7 @@ def cmd_check(args) -> int:
         _say(f"gsplat backend: NOT usable ({status.reason}); fits on the GPU use the torch rasterizer "
              f"(slower). Checked in {seconds:.0f} s")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "usable": status.usable, "device": status.device, "reason": status.reason, "version": status.version,
             "seconds": round(seconds, 1), "built_now": bool(status.usable and not built),

@@ -18,8 +18,17 @@ import types
 import pytest
 import torch
 
-from recon3d.core.gaussians import (ENV_BACKEND, Gaussians, GsplatUnavailableError, check_backend, gsplat_available,
-                                    gsplat_status, rasterize, reset_gsplat_status, resolve_backend)
+from recon3d.core.gaussians import (
+    ENV_BACKEND,
+    Gaussians,
+    GsplatUnavailableError,
+    check_backend,
+    gsplat_available,
+    gsplat_status,
+    rasterize,
+    reset_gsplat_status,
+    resolve_backend,
+)
 from recon3d.core.gaussians import rasterize_gsplat as rg
 from recon3d.core.gaussians.rasterize_torch import rasterize_torch
 
@@ -249,3 +258,21 @@ def test_prepare_build_env_uses_the_venv_toolkit_only_when_unset(monkeypatch, tm
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/opt/my-cache")
     rg.prepare_build_env()
     assert os.environ["CUDA_HOME"] == "/opt/my-cuda" and os.environ["TORCH_EXTENSIONS_DIR"] == "/opt/my-cache"
+
+
+def test_prepare_build_env_puts_the_venv_ninja_on_path(monkeypatch, tmp_path):
+    """torch runs `ninja` from PATH (to build and to load); .venv/bin/recon3d runs without an activated venv."""
+    import os
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "ninja").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "ninja").chmod(0o755)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    for var in ("CUDA_HOME", "CUDA_PATH", "TORCH_EXTENSIONS_DIR"):
+        monkeypatch.setenv(var, "")
+    rg.prepare_build_env()
+    assert os.environ["PATH"].split(os.pathsep)[0] == str(tmp_path / "bin")
+    rg.prepare_build_env()  # found now: not added twice
+    assert os.environ["PATH"].count(str(tmp_path / "bin")) == 1

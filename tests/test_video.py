@@ -324,3 +324,27 @@ def test_fit_from_a_video_of_the_sample_scene(tmp_path):
     assert again.reused  # a later run with the same video and --frames starts from these frames
     print(f"video fit: {time.perf_counter() - t0:.0f} s, {m['sfm_registered']}/24 registered, "
           f"test PSNR {m['test_psnr']:.2f} dB")
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_a_longer_audio_track_is_not_truncation(tmp_path, ext):
+    """1 s of video with 3 s of sound: complete, not "truncated"."""
+    path = tmp_path / f"with_sound.{ext}"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=12)
+        v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+        a = c.add_stream("aac", rate=48000)
+        for k in range(12):
+            for p in v.encode(av.VideoFrame.from_ndarray(texture(k), format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        for t in range(0, 3 * 48000, 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 48000, t
+            for p in a.encode(frame):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    assert vid.probe_video(path).frames == 12
+    assert vid.extract_video_frames(path, tmp_path / "f", frames=4).kept == 4

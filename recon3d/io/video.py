@@ -30,9 +30,9 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -149,7 +149,7 @@ class VideoInfo:
     frames: int  # video packets (one per frame)
     t0: float  # first and last frame time, seconds
     t1: float
-    duration: float | None  # the container's declared duration, seconds
+    duration: float | None  # the duration the file declares for the video, seconds
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -216,7 +216,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise DataError(path, "is empty (0 bytes)")
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if _PROBED.get("key") == key:  # the fit's early check and the extraction read the file once
-        return _PROBED["info"]
+        return replace(_PROBED["info"], path=path)
     info = _probe(path)
     _PROBED.update(key=key, info=info)
     return info
@@ -234,8 +234,9 @@ def _probe(path: Path) -> VideoInfo:
         width, height = int(s.codec_context.width or 0), int(s.codec_context.height or 0)
         sar = s.sample_aspect_ratio
         declared_frames = int(s.frames or 0)
-        declared = (_stream_seconds(s, s.duration) if s.duration else None) or \
-                   (c.duration / 1e6 if c.duration else None)
+        declared = _stream_seconds(s, s.duration) if s.duration else None
+        if declared is None and c.duration and len(c.streams) == 1:  # the file's duration is the video's
+            declared = c.duration / 1e6
         n, t0, t1, end = 0, math.inf, -math.inf, -math.inf
         try:
             for p in c.demux(s):
@@ -376,8 +377,7 @@ def _replace_dir(new: Path, dst: Path) -> None:
 
 
 def extract_video_frames(video: str | os.PathLike, out_dir: str | os.PathLike, frames: int = DEFAULT_FRAMES,
-                         max_size: int = MAX_SIZE, info: VideoInfo | None = None,
-                         on_frame: Callable[[int, int], None] | None = None) -> VideoFrames:
+                         max_size: int = MAX_SIZE, info: VideoInfo | None = None) -> VideoFrames:
     """Pick about ``frames`` sharp, well-spread frames of ``video`` and write them into ``out_dir``.
 
     Args:
@@ -386,7 +386,6 @@ def extract_video_frames(video: str | os.PathLike, out_dir: str | os.PathLike, f
         frames: how many frames to keep at most: one per equal time window (all frames of a shorter clip).
         max_size: longest side of the written frames, pixels.
         info: a :func:`probe_video` result for ``video`` (probed here when None).
-        on_frame: called as ``on_frame(decoded, total)`` while decoding.
     Returns:
         the :class:`VideoFrames` written, or reused when ``out_dir`` holds the frames of the same file
         (size, modification time), ``frames`` and ``max_size``.
@@ -429,12 +428,10 @@ def extract_video_frames(video: str | os.PathLike, out_dir: str | os.PathLike, f
             gray = _analysis_gray(frame, info)
             usable = not is_blank(gray)
             keep(picker.offer(t, sharpness(gray) if usable else 0.0, (index, frame) if usable else None))
-            if on_frame is not None:
-                on_frame(decoded, info.frames)
         keep(picker.finish())
         if len(records) < MIN_FRAMES:
             raise DataError(video, f"{len(records)} usable frame{'s' * (len(records) != 1)} of {decoded} decoded "
-                                   f"(the others are blank); structure-from-motion needs at least {MIN_FRAMES}")
+                                   f"(blank frames are skipped); structure-from-motion needs at least {MIN_FRAMES}")
         mean = float(np.mean([r["sharpness"] for r in records]))
         manifest = {"key": key, "video": str(video.resolve()), "decoded": decoded, "kept": len(records),
                     "mean_sharpness": mean, "codec": info.codec, "rotation": info.rotation,

@@ -150,7 +150,7 @@ def _fit(opts: FitOptions, spec: MethodSpec, out: Path, events: Progress) -> dic
              len(scene.train_indices), len(scene.test_indices), spec.get_option(cfg, "max_steps"), trainer.device)
     events.stage("fit", f"fitting {spec.name}")
     summary = trainer.fit(resume=opts.resume, progress=events)
-    metrics: dict = {"method": spec.name, "run_id": opts.run_id, "preset": opts.preset, "source": str(opts.data or opts.images),
+    metrics: dict = {"method": spec.name, "run_id": opts.run_id, "preset": opts.preset, "source": str(opts.data or opts.images or opts.video),
                      **pose_info, "device": str(trainer.device), "steps": summary["steps"],
                      "train_seconds": round(summary["train_seconds"], 2), **trainer.model_facts(),
                      "train_views": len(scene.train_indices), "test_views": len(scene.test_indices)}

@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 
 #: what a fit writes into its folder (removed by --overwrite)
 RUN_ENTRIES = ("run.json", "config.json", "scene.json", "progress.jsonl", "metrics.json", "eval.json",
-               "checkpoints", "sugar", "renders", "sfm", "vggt", "undistorted", "splats.ply", "orbit.gif", "transforms.json",
+               "checkpoints", "sugar", "renders", "sfm", "vggt", "undistorted", "video_frames", "splats.ply", "orbit.gif", "transforms.json",
                "transforms_refined.json")
 RUN_GLOBS = ("mesh.*", "mesh_*")
 _STALE = re.compile(r"^\..+\.tmp(\.[^.]*)?$|^\.sfm-.+|^\..+\.old-.+|^\..+\.tmp-.+")
 #: options that must match the saved run for --resume
-RESUME_KEYS = ("method", "data", "images", "format", "downscale", "poses", "vggt_checkpoint", "vggt_refine")
+RESUME_KEYS = ("method", "data", "images", "video", "frames", "masks", "format", "downscale", "poses", "vggt_checkpoint", "vggt_refine")
 
 
 def is_run_folder(out: Path) -> bool:
@@ -77,7 +77,7 @@ def remove_run(out: Path) -> None:
 
 
 def _same(key: str, a, b) -> bool:
-    if key in ("data", "images", "vggt_checkpoint"):
+    if key in ("data", "images", "video", "masks", "vggt_checkpoint"):
         return (a is None) == (b is None) and (a is None or Path(a).resolve() == Path(b).resolve())
     if key == "downscale":
         return float(a) == float(b)
@@ -102,7 +102,7 @@ def prepare_run_folder(opts: FitOptions, out: Path) -> str:
         return new_run_id()
     saved = load_run_options(out) if (out / RUN_FILE).is_file() else None
     if not opts.resume:
-        what = f" (a {saved.method} fit of {saved.data or saved.images})" if saved is not None else ""
+        what = f" (a {saved.method} fit of {saved.data or saved.images or saved.video})" if saved is not None else ""
         raise DataError(out, f"already holds a run{what}; pass --resume to continue it or --overwrite to "
                              f"replace it")
     if saved is None:

@@ -205,7 +205,8 @@ def rasterize(
     if name == "torch":
         from .rasterize_torch import rasterize_torch as fn
     elif name == "gsplat":
-        from .rasterize_gsplat import rasterize_gsplat as fn, require_gsplat
+        from .rasterize_gsplat import rasterize_gsplat as fn
+        from .rasterize_gsplat import require_gsplat
 
         require_gsplat(ref.device)  # CUDA tensors and a gsplat that works there (cached), else one-line error
         if ref.dtype != torch.float32:
