@@ -98,6 +98,10 @@ gpu_setup() {
         "installing $TOOLKIT_REQ from the registry into .venv/cuda"
       { $PIP "$TOOLKIT_REQ" && $VENV/bin/python scripts/gsplat_setup.py toolkit; } \
         || echo "[bootstrap] warning: the registry's CUDA compiler did not install" >&2
+      if [ -n "${CUDA_HOME:-}${CUDA_PATH:-}" ]; then
+        echo "[bootstrap] warning: CUDA_HOME=${CUDA_HOME:-${CUDA_PATH:-}} is set but is no complete CUDA $TORCH_CUDA" \
+          "toolkit, and it wins over .venv/cuda: unset it (or point it at .venv/cuda)" >&2
+      fi
     else
       echo "[bootstrap] warning: gsplat must compile its CUDA extension, but there is no nvcc for CUDA ${TORCH_CUDA}" \
         "here and the registry ships none for CUDA 12: install the CUDA $TORCH_CUDA toolkit and set CUDA_HOME" >&2

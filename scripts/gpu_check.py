@@ -92,7 +92,8 @@ class Run:
 
     def run(self, step: Step, py: str, base_env: dict) -> dict:
         rec: dict = {"cmd": " ".join(shlex.quote(c) for c in step.cmd)}
-        missing = [n for n in step.needs if self.status(n) not in ("ok", "parsed")]
+        # a needed step that ran and did not succeed (one left out by --only/--skip is taken as done)
+        missing = [n for n in step.needs if n in self.summary["steps"] and self.status(n) not in ("ok", "parsed")]
         if missing:
             rec.update(status="skipped", reason=f"needs {', '.join(missing)}")
         elif self.dry_run:
@@ -357,6 +358,11 @@ def setup_steps(args, run: Run, work: Path) -> tuple[str, dict]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     venv_py = ROOT / ".venv" / "bin" / "python"
     sys_py = shutil.which("python3") or sys.executable
+    if args.python:  # a given interpreter (with its own torch): recon3d from this checkout, no set-up
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        run.summary["mode"] = f"given python {args.python}"
+        run.summary["steps"]["setup"] = {"status": "skipped", "reason": f"--python {args.python}"}
+        return args.python, env
     if args.dry_run or args.cpu:
         py = str(venv_py) if venv_py.exists() else sys.executable
         run.summary["mode"] = "dry-run" if args.dry_run else "cpu"
@@ -429,6 +435,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ffdata", type=Path, default=None, help="a data set made by `recon3d ffdata` (default .gpu_carry/ffdata)")
     ap.add_argument("--wheels", default=None, help="wheels to install offline (default .gpu_carry/wheels)")
     ap.add_argument("--nerf-minutes", type=float, default=2.0)
+    ap.add_argument("--python", default=None, help="use this interpreter (and its torch) as it is: no set-up step")
     ap.add_argument("--only", default="", help="comma-separated step names")
     ap.add_argument("--skip", default="", help="comma-separated step names")
     ap.add_argument("--dry-run", action="store_true", help="check that the commands parse; run nothing")

@@ -276,3 +276,13 @@ def test_prepare_build_env_puts_the_venv_ninja_on_path(monkeypatch, tmp_path):
     assert os.environ["PATH"].split(os.pathsep)[0] == str(tmp_path / "bin")
     rg.prepare_build_env()  # found now: not added twice
     assert os.environ["PATH"].count(str(tmp_path / "bin")) == 1
+
+
+@pytest.mark.parametrize("region", ["no_grad", "inference_mode", "autocast"])
+def test_first_check_inside_a_render_region(fake_gpu, monkeypatch, region):
+    """The first rasterize() of a process often comes from a no-grad render or evaluation."""
+    _install(monkeypatch, "works")
+    ctx = {"no_grad": torch.no_grad(), "inference_mode": torch.inference_mode(),
+           "autocast": torch.autocast("cpu", dtype=torch.bfloat16)}[region]
+    with ctx:
+        assert resolve_backend("auto", CUDA0) == "gsplat"

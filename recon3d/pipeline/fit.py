@@ -144,6 +144,14 @@ def _fit(opts: FitOptions, spec: MethodSpec, out: Path, events: Progress) -> dic
     save_run_scene(scene, out)
     write_nerfstudio_transforms(scene, out / "transforms.json")
 
+    if spec.supports("splats"):  # the rasterizer backend, checked before any training (one line if unusable)
+        from recon3d.core.gaussians import GsplatUnavailableError, check_backend
+        from recon3d.runtime.device import resolve_device
+
+        try:
+            check_backend(spec.get_option(cfg, "backend") or "auto", resolve_device(opts.device))
+        except GsplatUnavailableError as e:
+            raise DataError("--backend", str(e)) from None
     trainer = spec.build(scene, cfg, out, device=opts.device)
     trainer.run_id = opts.run_id
     log.info("fitting %s with %s: %d train / %d test views, %d steps, device %s", scene.name, spec.name,

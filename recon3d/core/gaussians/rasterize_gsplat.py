@@ -171,19 +171,30 @@ def _probe_scene(device: torch.device):
 def _probe(device: torch.device) -> None:
     """Raise unless gsplat renders (forward and backward) the probe scene on ``device`` like the
     PyTorch backend does."""
+    from contextlib import ExitStack
+
     from .rasterize_torch import rasterize_torch
 
-    g, viewmats, Ks, W, H = _probe_scene(device)
-    out = rasterize_gsplat(g, viewmats, Ks, W, H)
-    loss = out["colors"].sum() + out["alphas"].sum()
-    loss.backward()
-    grad = g.means.grad
-    if grad is None or not bool(torch.isfinite(grad).all()) or not bool(torch.isfinite(out["colors"]).all()):
-        raise RuntimeError("gsplat's probe rasterization gave no finite gradient")
-    with torch.no_grad():
-        ref = rasterize_torch(g.detach(), viewmats, Ks, W, H)
-        err = float((out["colors"].detach() - ref["colors"]).abs().max())
-        peak = float(ref["alphas"].max())
+    with ExitStack() as stack:
+        # the first rasterize() of a process may come from a no-grad / inference-mode / autocast region
+        # (a render, an evaluation): the probe needs gradients, float32 and the probed device current
+        stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.enable_grad())
+        for kind in {device.type, "cpu"}:
+            stack.enter_context(torch.autocast(kind, enabled=False))
+        if device.type == "cuda" and device.index is not None and torch.cuda.device_count() > device.index:
+            stack.enter_context(torch.cuda.device(device))
+        g, viewmats, Ks, W, H = _probe_scene(device)
+        out = rasterize_gsplat(g, viewmats, Ks, W, H)
+        loss = out["colors"].sum() + out["alphas"].sum()
+        loss.backward()
+        grad = g.means.grad
+        if grad is None or not bool(torch.isfinite(grad).all()) or not bool(torch.isfinite(out["colors"]).all()):
+            raise RuntimeError("gsplat's probe rasterization gave no finite gradient")
+        with torch.no_grad():
+            ref = rasterize_torch(g.detach(), viewmats, Ks, W, H)
+            err = float((out["colors"].detach() - ref["colors"]).abs().max())
+            peak = float(ref["alphas"].max())
     if not err < 2e-2 or peak < 0.3:
         raise RuntimeError(f"gsplat's probe image differs from the torch rasterizer's by {err:.3g} (max alpha {peak:.2f})")
 
@@ -203,6 +214,8 @@ def gsplat_status(device=None, *, refresh: bool = False) -> GsplatStatus:
         elif not torch.cuda.is_available():
             why = "this torch is a CPU-only build" if torch.version.cuda is None else "none is visible"
             status = GsplatStatus(False, key, f"no CUDA device: {why}")
+        elif 0 < torch.cuda.device_count() <= (dev.index or 0):
+            status = GsplatStatus(False, key, f"no such CUDA device ({torch.cuda.device_count()} visible)")
         else:
             prepare_build_env()
             try:
