@@ -32,6 +32,16 @@ log = logging.getLogger(__name__)
 _CSS = ".status-box {min-height: 2.5em} .status-box p {margin: 0.2em 0}"
 
 
+def _turntable(view=None) -> tuple:
+    """Updates of a tab's (turntable GIF, turntable video) pair: the run's MP4 in place of its GIF when
+    it has one, else the GIF (both cleared without a run)."""
+    if view is not None and view.video:
+        label = "Turntable" if view.video.name == "orbit.mp4" else f"Camera path ({view.video.stem})"
+        return gr.update(value=None, visible=False), gr.update(value=str(view.video), visible=True, label=label)
+    return (gr.update(value=str(view.orbit) if view is not None and view.orbit else None, visible=True),
+            gr.update(value=None, visible=False))
+
+
 def _ok(text: str, notices=()) -> str:
     notes = "".join(f"\n\n**Note:** {n}" for n in notices)
     return f"**Done.** {text}{notes}"
@@ -128,13 +138,15 @@ def _fit_tab(settings: AppSettings) -> None:
                                 clear_color=(0.95, 0.95, 0.95, 1.0), height=420, elem_id="fit-model3d")
             with gr.Row():
                 orbit = gr.Image(label="Turntable", type="filepath", interactive=False, height=240)
+                orbit_video = gr.Video(label="Turntable", interactive=False, height=240, autoplay=True, loop=True,
+                                       visible=False, elem_id="fit-turntable-video")
                 metrics = gr.Markdown("", elem_id="fit-metrics")
             renders = gr.Gallery(label="Held-out views rendered by the fitted model", columns=6, height=200)
             files = gr.File(label="Downloads", file_count="multiple", interactive=False)
 
     store = jobs.fit_runs(settings)
     shown = _shown_state(store, discard=False)
-    failed = (None, None, "", None, None, None)  # after the status line: outputs cleared, nothing held
+    failed = (None, *_turntable(), "", None, None, None)  # after the status line: outputs cleared, nothing held
 
     def handler(uploads, sample_on, method_name, preset_name, n_steps, refine_poses, previous,
                 progress=gr.Progress()):
@@ -180,7 +192,8 @@ def _fit_tab(settings: AppSettings) -> None:
                     for snap in fit_tab.follow(proc, settings.fit_timeout_s):
                         progress(snap.fraction, desc=snap.describe())
                         recent = "\n".join(f"- {x}" for x in snap.lines[-4:])
-                        yield f"**Running:** {snap.describe()}{notes}\n\n{recent}", skip, skip, skip, skip, skip, skip
+                        yield (f"**Running:** {snap.describe()}{notes}\n\n{recent}", skip, skip, skip, skip, skip,
+                               skip, skip)
                     rc = proc.poll()
                     if rc != 0:
                         log.warning("fit %s failed (exit status %s); the end of its output:\n%s", job.name, rc,
@@ -197,7 +210,7 @@ def _fit_tab(settings: AppSettings) -> None:
             rel = f"app/{job.name}/run"  # the viewer's label: the app's own runs root comes first, as "app"
             yield (_ok(f"Fitted in {view.metrics.get('total_seconds', '?')} s; showing {what}. "
                        f"The run is listed in the Viewer tab as `{rel}`.", notices),
-                   str(model) if model else None, str(view.orbit) if view.orbit else None,
+                   str(model) if model else None, *_turntable(view),
                    viewer_tab.metrics_markdown(view.metrics), [str(p) for p in view.renders],
                    [str(p) for p in view.downloads], str(job))
             kept = True  # shown: held until this session's next fit or its end
@@ -206,7 +219,7 @@ def _fit_tab(settings: AppSettings) -> None:
                 store.release(job)
 
     run.click(handler, [photos, use_sample, method, preset, steps, pose_opt, shown],
-              [status, view3d, orbit, metrics, renders, files, shown],
+              [status, view3d, orbit, orbit_video, metrics, renders, files, shown],
               concurrency_limit=1, concurrency_id="fit", show_progress="full", show_progress_on=[view3d])
 
 
@@ -226,6 +239,8 @@ def _viewer_tab(settings: AppSettings):
                              elem_id="viewer-splats")
     with gr.Row():
         orbit = gr.Image(label="Turntable", type="filepath", interactive=False, height=240)
+        orbit_video = gr.Video(label="Turntable", interactive=False, height=240, autoplay=True, loop=True,
+                               visible=False, elem_id="viewer-turntable-video")
         metrics = gr.Markdown("")
     renders = gr.Gallery(label="Held-out views rendered by the model", columns=6, height=200)
     files = gr.File(label="Downloads", file_count="multiple", interactive=False)
@@ -240,17 +255,19 @@ def _viewer_tab(settings: AppSettings):
         try:
             view = viewer_tab.load_run_view(viewer_tab.resolve_run(label, roots))
         except Exception as e:  # noqa: BLE001
-            return _err(e), None, None, None, "", None, None, None
+            return _err(e), None, None, *_turntable(), "", None, None, None
         held = app_runs.hold(view.folder)  # None for runs outside the app's own runs folder
-        parts = [x for x, ok in (("mesh", view.mesh), ("splats", view.splats), ("turntable", view.orbit),
+        parts = [x for x, ok in (("mesh", view.mesh), ("splats", view.splats),
+                                 ("turntable video" if view.video else "turntable", view.video or view.orbit),
                                  (f"{len(view.renders)} renders", view.renders)) if ok]
         return (_ok(f"`{label}`: " + (", ".join(parts) or "no viewable files")),
                 str(view.mesh) if view.mesh else None, str(view.splats) if view.splats else None,
-                str(view.orbit) if view.orbit else None, viewer_tab.metrics_markdown(view.metrics),
+                *_turntable(view), viewer_tab.metrics_markdown(view.metrics),
                 [str(p) for p in view.renders], [str(p) for p in view.downloads], str(held) if held else None)
 
     refresh.click(do_refresh, None, run_list)
-    open_btn.click(do_open, [run_list, shown], [status, mesh3d, splat3d, orbit, metrics, renders, files, shown],
+    open_btn.click(do_open, [run_list, shown],
+                   [status, mesh3d, splat3d, orbit, orbit_video, metrics, renders, files, shown],
                    concurrency_limit=2, show_progress_on=[mesh3d, splat3d])
     return run_list, do_refresh
 

@@ -92,6 +92,7 @@ class RunView:
     mesh: Optional[Path] = None  # the mesh to show in the 3D view (GLB preferred)
     splats: Optional[Path] = None  # 3DGS .ply
     orbit: Optional[Path] = None  # orbit.gif
+    video: Optional[Path] = None  # orbit.mp4 (the turntable as H.264), else the newest renders/*.mp4
     renders: list[Path] = field(default_factory=list)  # renders/test/*.png (at most 24)
     downloads: list[Path] = field(default_factory=list)
 
@@ -142,6 +143,10 @@ def load_run_view(run_dir: Path) -> RunView:
     if splats:
         view.splats = inside(run_dir / "splats.ply")
     view.orbit = inside(run_dir / "orbit.gif")
+    view.video = inside(run_dir / "orbit.mp4")  # shown in place of the GIF
+    if view.video is None and (run_dir / "renders").is_dir():  # a `recon3d render --path ...` video
+        videos = sorted((p for p in (run_dir / "renders").glob("*.mp4") if inside(p)), key=lambda p: -p.stat().st_mtime)
+        view.video = videos[0] if videos else None
     rdir = run_dir / "renders" / "test"
     if rdir.is_dir():
         view.renders = [p for p in sorted(rdir.glob("*.png"))[:_MAX_RENDERS] if inside(p)]

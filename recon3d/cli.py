@@ -5,6 +5,7 @@
     recon3d fit     --images DIR | --data PATH | --video FILE [--frames N]
                     [--method splat|sugar|nerf|sdf] [--preset quick|default|high] [--out DIR] [--resume]
     recon3d render  --run DIR [--split test|train|all] [--orbit N]
+                    [--path orbit|spiral|interpolate] [--mp4 out.mp4] [--seconds 10 --fps 30 --size PX]
     recon3d export  --run DIR [--splats out.ply] [--mesh out.glb|obj|ply]   (nerf/sdf runs: the mesh)
     recon3d eval    --run DIR [--gt DATASET]        PSNR/SSIM, and pose error vs ground-truth cameras
 
@@ -102,10 +103,22 @@ def cmd_render(args) -> int:
     from recon3d.pipeline.outputs import write_orbit
     from recon3d.pipeline.run import load_run
 
+    video = None
+    if args.mp4 is not None or args.path is not None:  # a camera-path video: checked before loading the run
+        from recon3d.io.errors import DataError
+
+        frames = int(round(args.seconds * args.fps))
+        if frames < 2:
+            raise DataError("--seconds", f"{args.seconds:g} s at {args.fps:g} fps is {frames} frame"
+                                         f"{'s' * (frames != 1)}; a video needs at least 2")
+        video = args.mp4 or (args.out or args.run / "renders") / f"{args.path or 'orbit'}.mp4"
+        if video.is_dir():
+            raise DataError(video, "is a folder; --mp4 takes the video file to write (e.g. out.mp4)")
     trainer, _ = load_run(args.run, device=args.device)
     out = args.out or args.run / "renders"
     scene = trainer.scene
-    splits = ["train", "test"] if args.split == "all" else [args.split]
+    split = args.split or ("test" if video is None else None)  # a video alone renders no split views
+    splits = [] if split is None else ["train", "test"] if split == "all" else [split]
     cameras = trainer.render_cameras()  # a pose-refined run renders its training views from the refined poses
     for split in splits:
         idx = list(scene.train_indices if split == "train" else scene.test_indices)
@@ -114,8 +127,21 @@ def cmd_render(args) -> int:
             save_image(out / split / f"{Path(scene.image_paths[i]).stem}.png", img.cpu())
         print(f"rendered {len(idx)} {split} views to {out / split}")
     if args.orbit:
-        print(f"wrote {write_orbit(trainer, out / 'orbit.gif', args.orbit)}")
+        gif = write_orbit(trainer, out / 'orbit.gif', args.orbit)
+        print(f"wrote {gif}" + (f" and {gif.with_suffix('.mp4')}" if gif.with_suffix(".mp4").is_file() else ""))
+    if video is not None:
+        from recon3d.pipeline.outputs import write_path_video
+
+        v = write_path_video(trainer, video, args.path or "orbit", seconds=args.seconds, fps=args.fps, size=args.size)
+        print(f"wrote {v['path']} ({v['camera_path']} path, {v['frames']} frames, {v['width']}x{v['height']}, "
+              f"{v['fps']:g} fps, H.264)")
     return 0
+
+
+def _mp4_file(path: Path) -> Path:
+    if path.suffix.lower() != ".mp4":
+        raise ValueError("must be an .mp4 file name")
+    return path
 
 
 def cmd_export(args) -> int:
@@ -241,11 +267,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(s, FitOptions, skip=("images", "data", "video"))
     s.set_defaults(fn=cmd_fit)
 
-    s = sub.add_parser("render", help="render views and an orbit from a fit run folder")
+    s = sub.add_parser("render", help="render views, an orbit and camera-path videos from a fit run folder")
     s.add_argument("--run", required=True, type=Path, help="run folder written by `recon3d fit`")
-    s.add_argument("--split", default="test", choices=("train", "test", "all"))
+    s.add_argument("--split", default=None, choices=("train", "test", "all"),
+                   help="render this split's views as PNGs (default: test; none when only a video is asked for)")
     s.add_argument("--orbit", type=checked(int, at_most(3600, non_negative)), default=0,
-                   help="also write an orbit GIF with this many frames")
+                   help="also write an orbit GIF (and the same frames as orbit.mp4) with this many frames")
+    s.add_argument("--path", default=None, choices=("orbit", "spiral", "interpolate"),
+                   help="camera path of an MP4 video: orbit (a circle around the object), spiral (forward-facing, "
+                        "around the mean camera, as LLFF/nerfstudio), interpolate (smoothly through the training "
+                        "cameras); default orbit when --mp4 is given")
+    s.add_argument("--mp4", type=checked(Path, _mp4_file), default=None,
+                   help="write the camera-path video to this .mp4 (H.264; default OUT/<path>.mp4 with --path)")
+    s.add_argument("--seconds", type=checked(float, between(0.1, 3600)), default=10.0,
+                   help="video length in seconds (default %(default)s)")
+    s.add_argument("--fps", type=checked(float, between(1, 240)), default=30.0,
+                   help="video frames per second (default %(default)s)")
+    s.add_argument("--size", type=checked(int, between(16, 8192)), default=None,
+                   help="long side of the video frames in pixels, rounded to even (intrinsics rescaled; default: "
+                        "the training images' long side, at most 1080)")
     s.add_argument("--out", type=Path, default=None, help="output folder (default RUN/renders)")
     s.add_argument("--device", default="auto", type=_device, help="auto, cpu or cuda")
     s.set_defaults(fn=cmd_render)

@@ -34,6 +34,11 @@ def _cases():
               (pred + ["--model", "nope"], "--model"), (pred + ["--device", "foo"], "--device"),
               (pred + ["--views", NOT_A_NUMBER], "--views")]
     cases += [(["render", *run, "--orbit", NEGATIVE], "--orbit"), (["render", *run, "--split", "val2"], "--split"),
+              (["render", *run, "--path", "zigzag"], "--path"), (["render", *run, "--mp4", "{out}/v.avi"], "--mp4"),
+              (["render", *run, "--size", "8"], "--size"), (["render", *run, "--size", NOT_A_NUMBER], "--size"),
+              (["render", *run, "--fps", ZERO], "--fps"), (["render", *run, "--fps", NAN], "--fps"),
+              (["render", *run, "--seconds", NEGATIVE], "--seconds"), (["render", *run, "--seconds", HUGE], "--seconds"),
+              (["render", *run, "--seconds", "0.1", "--fps", "5", "--mp4", "{out}/v.mp4"], "--seconds"),
               (["export", *run, "--texture-size", "-8"], "--texture-size"),
               (["export", *run, "--mesh-resolution", ZERO], "--mesh-resolution"),
               (["export", *run, "--texture-source", "paint"], "--texture-source"),

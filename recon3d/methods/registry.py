@@ -42,7 +42,7 @@ class MethodSpec:
         config_path, trainer_path: ``"module:Class"`` of its config dataclass and trainer.
         presets_path: ``"module:NAME"`` of its :class:`recon3d.runtime.config.Presets`.
         option_fields: fit option -> dotted config field it sets (``max_steps``, ``backend``,
-            ``pose_opt``, ``mesh_resolution``); an option a method does not list does not apply to it.
+            ``pose_opt``, ``appearance``, ``mesh_resolution``); an option a method does not list does not apply to it.
         capabilities: subset of :data:`CAPABILITIES`: ``pose_opt`` (refines camera poses), ``mesh``
             (fit writes mesh.glb/.obj/.ply), ``splats`` (Gaussians: splats.ply), ``masks`` (uses masks),
             ``distortion`` (renders distorted cameras itself; the others get undistorted images).
@@ -138,13 +138,14 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("splat", "3D Gaussian splatting",
                    "recon3d.methods.splat.config:SplatConfig", "recon3d.methods.splat.config:PRESETS",
                    "recon3d.methods.splat.trainer:SplatTrainer",
-                   option_fields={"max_steps": "max_steps", "backend": "backend", "pose_opt": "pose_opt"},
+                   option_fields={"max_steps": "max_steps", "backend": "backend", "pose_opt": "pose_opt",
+                                  "appearance": "appearance"},
                    capabilities=frozenset({"pose_opt", "splats"})),
         MethodSpec("sugar", "Gaussian splatting + SuGaR regularization and mesh",
                    "recon3d.methods.sugar.config:SugarRunConfig", "recon3d.methods.sugar.config:RUN_PRESETS",
                    "recon3d.methods.sugar.trainer:SugarTrainer",
                    option_fields={"max_steps": "splat.max_steps", "backend": "splat.backend",
-                                  "pose_opt": "splat.pose_opt"},
+                                  "pose_opt": "splat.pose_opt", "appearance": "splat.appearance"},
                    capabilities=frozenset({"pose_opt", "splats", "mesh"})),
         MethodSpec("nerf", "hash-grid NeRF (occupancy-grid ray marching)",
                    "recon3d.methods.nerf.config:NerfConfig", "recon3d.methods.nerf.config:PRESETS",

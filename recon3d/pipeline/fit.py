@@ -45,12 +45,16 @@ log = logging.getLogger(__name__)
 
 def method_config(opts: FitOptions, spec: MethodSpec, out: Path):
     """The method config: the run's config.json on --resume, else --config, else the preset; the fit
-    options the method takes (--max-steps, --backend, --pose-opt, --mesh-resolution) applied."""
+    options the method takes (--max-steps, --backend, --pose-opt, --appearance, --mesh-resolution) applied.
+
+    ``--appearance`` (None: the config's, "auto" by default) cannot change on --resume: the run's
+    checkpoints hold (or lack) the per-image appearance transforms."""
     if opts.pose_opt and not spec.supports("pose_opt"):
         raise DataError("--pose-opt", f"pose refinement is available for --method "
                                       f"{' and '.join(names_with('pose_opt'))}, not {spec.name}")
+    appearance = opts.appearance
     options = {"max_steps": opts.max_steps, "backend": opts.backend, "pose_opt": opts.pose_opt,
-               "mesh_resolution": opts.mesh_resolution}
+               "appearance": appearance, "mesh_resolution": opts.mesh_resolution}
     options = {k: v for k, v in options.items() if k in spec.option_fields or v not in (None, False)}
     cfg_path = out / "config.json"
     if opts.resume and cfg_path.exists():
@@ -58,6 +62,11 @@ def method_config(opts: FitOptions, spec: MethodSpec, out: Path):
         if opts.pose_opt and not spec.get_option(cfg, "pose_opt"):
             raise DataError(cfg_path, "this run was fitted without --pose-opt; resume it without the flag, "
                                       "or fit with --pose-opt into a new --out")
+        saved = spec.get_option(cfg, "appearance")
+        if appearance is not None and saved is not None and appearance != saved:
+            raise DataError(cfg_path, f"this run was fitted with --appearance {saved}; resume it without "
+                                      f"--appearance (or with --appearance {saved}), or fit with --appearance "
+                                      f"{appearance} into a new --out")
         return spec.apply_options(cfg, **options)
     if opts.config is not None:
         return spec.apply_options(spec.load_config(opts.config), **options)

@@ -64,6 +64,11 @@ class FitOptions:
     pose_opt: bool = option(False, "splat/sugar: refine the camera poses jointly with the model (for poses that "
                                    "are a little off); writes transforms_refined.json, test views are aligned "
                                    "before scoring")
+    appearance: str | None = option(None, "splat/sugar: per-image exposure and white-balance compensation (an "
+                                          "affine colour transform per training photo, used only in the loss): "
+                                          "auto (default: on for --images/--video with more than 8 training "
+                                          "views, off for --data), on, off",
+                                    choices=("auto", "on", "off"))
     mesh_resolution: int | None = option(None, "--method nerf/sdf: marching-cubes nodes per axis (default: the "
                                                "preset's)", check=at_most(2048))
     background: str = option("auto", "background of opaque photos: auto (a plain backdrop colour found along the "

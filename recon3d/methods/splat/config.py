@@ -36,6 +36,12 @@ class SplatConfig(ConfigIO):
     pose_opt_start: int = 0  # start refining poses at this step
     pose_test_steps: int = 150  # evaluation with pose_opt: align each test camera to its image first
     pose_test_lr: float = 2e-3
+    # per-image appearance compensation (recon3d.methods.splat.appearance): exposure / white balance of photos
+    appearance: str = "auto"  # "auto" (on for photo captures with > appearance_auto_views training views), "on", "off"
+    appearance_auto_views: int = 8
+    appearance_lr: float = 1e-2  # Adam on each training image's 3x3 + bias colour transform (3DGS's exposure lr),
+    appearance_lr_final: float = 1e-3  # log-linear decay to this at max_steps
+    appearance_start: int = 0  # start training the transforms at this step (identity before)
 
     def schedule(self) -> tuple[DensifyConfig, int]:
         """The densification config and SH interval actually used for ``max_steps``."""

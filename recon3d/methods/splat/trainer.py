@@ -34,6 +34,8 @@ from recon3d.methods.render_result import RenderResult
 from recon3d.runtime.device import resolve_device
 from recon3d.runtime.fit_loop import FitLoop, run_fit_loop
 
+from .appearance import (AppearanceTransforms, EVAL_PROTOCOL, appearance_lr_at, appearance_state, check_appearance,
+                         composites_background, evaluate_compensated, refuse_mismatch, resolve_appearance)
 from .config import SplatConfig
 from .model import GaussianModel, make_optimizers, means_lr_at
 from .ply import save_splat_ply
@@ -70,6 +72,13 @@ class SplatTrainer(PerSceneMethod):
         if cfg.pose_opt:
             self.pose_correction = PoseCorrection(len(self.cameras), translation_scale=self.extent).to(self.device)
             self.pose_optimizer = torch.optim.Adam(self.pose_correction.parameters(), lr=cfg.pose_lr)
+        # per-image appearance (exposure / white balance) transforms, used only in the loss (.appearance)
+        self.appearance: AppearanceTransforms | None = None
+        self.appearance_optimizer: torch.optim.Optimizer | None = None
+        on, self.appearance_reason = resolve_appearance(check_appearance(cfg.appearance), scene,
+                                                        cfg.appearance_auto_views)
+        if on:
+            self._make_appearance(composites_background(scene))
         self.aligned_test_c2w: dict[int, Tensor] = {}  # test view -> (4, 4) c2w of the last alignment
         self._train_images: dict[int, Tensor] | None = None  # view index -> (H, W, 3), sizes may differ
         self._order: list[int] = []
@@ -140,12 +149,38 @@ class SplatTrainer(PerSceneMethod):
             opt.zero_grad(set_to_none=True)
         if self.pose_optimizer is not None:
             self.pose_optimizer.zero_grad(set_to_none=True)
+        if self.appearance_optimizer is not None:
+            self.appearance_optimizer.zero_grad(set_to_none=True)
 
     def _optimizer_step(self) -> None:
         for opt in self.optimizers.values():
             opt.step()
         if self.pose_optimizer is not None and self.step >= self.cfg.pose_opt_start:
             self.pose_optimizer.step()
+        if self.appearance_optimizer is not None and self.step >= self.cfg.appearance_start:
+            cfg = self.cfg
+            self.appearance_optimizer.param_groups[0]["lr"] = appearance_lr_at(
+                self.step, cfg.max_steps, cfg.appearance_lr, cfg.appearance_lr_final)
+            self.appearance_optimizer.step()
+            self.appearance.recenter_(list(self.scene.train_indices))
+
+    # ------------------------------------------------------------------ appearance (exposure) compensation
+    def _make_appearance(self, composite: bool) -> None:
+        self.appearance = AppearanceTransforms(len(self.cameras), composite=composite).to(self.device)
+        self.appearance_optimizer = torch.optim.Adam(self.appearance.parameters(), lr=self.cfg.appearance_lr)
+
+    def compensated(self, pred: Tensor, alphas: Tensor, i: int, background: Tensor) -> Tensor:
+        """Training view ``i``'s render (H, W, 3) as its loss sees it: through the view's appearance
+        transform when compensation is on (and started); ``alphas`` (H, W, 1), ``background`` (1, 3)."""
+        if self.appearance is None or self.step < self.cfg.appearance_start:
+            return pred
+        return self.appearance(pred, i, alphas, background.reshape(3))
+
+    def appearance_summary(self) -> dict:
+        """The fitted transforms' sizes for metrics.json ({} without compensation)."""
+        if self.appearance is None:
+            return {}
+        return self.appearance.summary(list(self.scene.train_indices))
 
     def pose_summary(self) -> dict:
         """Sizes of the training-pose corrections (degrees, scene units of the normalized frame)."""
@@ -196,7 +231,7 @@ class SplatTrainer(PerSceneMethod):
         bg = self._background(1)
         out = self._rasterize(cam, self.sh_degree_at(step), bg)
         out.means2d.retain_grad()
-        pred = out.colors[0]
+        pred = self.compensated(out.colors[0], out.alphas[0], i, bg)
         l1 = (pred - gt).abs().mean()
         loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * dssim_loss(pred, gt)
         self._zero_grad()
@@ -227,12 +262,25 @@ class SplatTrainer(PerSceneMethod):
         With ``pose_opt`` the training views are rendered from their refined poses, and each test camera
         is first aligned to its image (the model frozen; :meth:`align_test_cameras`), the usual protocol
         for pose-refined reconstructions, whose frame may drift a little from the given test poses.
+
+        With appearance compensation (``cfg.appearance``) ``psnr`` / ``ssim`` / ``per_view_psnr`` are the
+        compensated scores (:func:`.appearance.half_image_metrics`: an affine colour transform fitted on the
+        left half of each view, scored on the right half) and ``psnr_uncompensated`` /
+        ``ssim_uncompensated`` / ``per_view_psnr_uncompensated`` the full-image ones of the identity
+        renders (the renders saved); without it, the plain full-image scores as before.
         """
         if self.pose_correction is not None and split == "test":
             cams, extra = self.align_test_cameras(list(self.scene.test_indices)[:max_views])
         else:
             cams, extra = self.fitted_cameras(), {}
         res = evaluate_split(self.render, self.scene, cams, self.device, self.run_dir, split, save_renders, max_views)
+        if self.appearance is not None:  # compensated scores (half-image fit) become psnr/ssim
+            indices = list(self.scene.test_indices if split == "test" else self.scene.train_indices)[:max_views]
+            comp = evaluate_compensated(self.render, self.scene, cams, self.device, indices,
+                                        composite=self.appearance.composite, background=self._background(1)[0])
+            res = {**res, "psnr": comp["psnr"], "ssim": comp["ssim"], "per_view_psnr": comp["per_view_psnr"],
+                   "psnr_uncompensated": res["psnr"], "ssim_uncompensated": res["ssim"],
+                   "per_view_psnr_uncompensated": res["per_view_psnr"], "appearance_eval": EVAL_PROTOCOL}
         return {**res, **extra}
 
     def align_test_cameras(self, indices: list[int]) -> tuple[Cameras, dict]:
@@ -279,7 +327,7 @@ class SplatTrainer(PerSceneMethod):
         return self.refined_cameras(), self.pose_summary()
 
     def model_facts(self) -> dict:
-        return {"gaussians": len(self.model)}
+        return {"gaussians": len(self.model), **self.appearance_summary()}
 
     def write_model(self, out: Path) -> dict:
         return {"splats_ply": str(self.export_splats(Path(out) / "splats.ply"))}
@@ -303,6 +351,7 @@ class SplatTrainer(PerSceneMethod):
             "poses": None if self.pose_correction is None else {
                 "deltas": self.pose_correction.deltas.detach().clone(),
                 "optimizer": self.pose_optimizer.state_dict()},
+            "appearance": appearance_state(self.appearance, self.appearance_optimizer),
             "generator": self.generator.get_state(),
             "order": list(self._order),
             "rng": rng_state(),
@@ -328,8 +377,24 @@ class SplatTrainer(PerSceneMethod):
             with torch.no_grad():
                 self.pose_correction.deltas.copy_(poses["deltas"].to(self.device))
             self.pose_optimizer.load_state_dict(poses["optimizer"])
+        self._load_appearance(path, state.get("appearance"))
         self.generator.set_state(state["generator"])
         self._order = list(state["order"])
         self.step = int(state["step"])
         set_rng_state(state["rng"])
 
+    def _load_appearance(self, path, app: dict | None) -> None:
+        """Restore the appearance transforms (and their Adam) of a checkpoint; ``auto`` follows the
+        checkpoint (the decision was made when the fit started), ``on`` / ``off`` must match it."""
+        refuse_mismatch(path, app is not None, self.cfg.appearance)
+        if app is None:
+            self.appearance, self.appearance_optimizer = None, None
+            return
+        affine = app["affine"]
+        if tuple(affine.shape) != (len(self.cameras), 3, 4):
+            raise ValueError(f"{path}: checkpoint has appearance transforms for {affine.shape[0]} views, "
+                             f"this scene has {len(self.cameras)}")
+        self._make_appearance(bool(app.get("composite", False)))
+        with torch.no_grad():
+            self.appearance.affine.copy_(affine.to(self.device))
+        self.appearance_optimizer.load_state_dict(app["optimizer"])

@@ -184,8 +184,9 @@ class SugarTrainer(PerSceneMethod):
         i = sp._next_view()
         cam = sp.train_camera(i)
         gt = sp._image(i)
-        out = sp._rasterize(cam, cfg.sh_degree, sp._background(1))
-        pred = out.colors[0]
+        bg = sp._background(1)
+        out = sp._rasterize(cam, cfg.sh_degree, bg)
+        pred = sp.compensated(out.colors[0], out.alphas[0], i, bg)  # per-image appearance, when on
         loss = (1 - cfg.ssim_lambda) * (pred - gt).abs().mean() + cfg.ssim_lambda * dssim_loss(pred, gt)
         stats: dict = {}
         m = self.model
