@@ -107,7 +107,7 @@ def cmd_render(args) -> int:
     if args.mp4 is not None or args.path is not None:  # a camera-path video: checked before loading the run
         from recon3d.io.errors import DataError
 
-        frames = int(round(args.seconds * args.fps))
+        frames = round(args.seconds * args.fps)
         if frames < 2:
             raise DataError("--seconds", f"{args.seconds:g} s at {args.fps:g} fps is {frames} frame"
                                          f"{'s' * (frames != 1)}; a video needs at least 2")

@@ -51,27 +51,61 @@ def exposure_gains(n: int, gain: tuple[float, float], wb: tuple[float, float], s
     return rng.uniform(*gain, size=(n, 1)) * rng.uniform(*wb, size=(n, 3))
 
 
-def write_exposure_dataset(scene, out: Path, gains: np.ndarray, modify: list[int]) -> Path:
-    """The scene's images (composited as loaded) with ``gains[i]`` applied to the views ``modify``,
-    as opaque PNGs in ``out/images`` plus ``out/transforms.json``."""
+def write_exposure_dataset(scene, out: Path, gains: np.ndarray, modify: list[int], backdrop: str = "alpha") -> Path:
+    """The scene's images with ``gains[i]`` applied to the views ``modify``, as PNGs in ``out/images`` plus
+    ``out/transforms.json``: ``backdrop`` "alpha" keeps RGBA cut-outs (the gain changes the object's RGB,
+    the alpha stays), a colour composites first (opaque photos: the backdrop changes with the exposure)."""
+    from recon3d.core.background import background_color
+    from recon3d.io.images import load_image
+
     paths = []
+    bg = None if backdrop == "alpha" else background_color(color_of(backdrop))
     for i in range(len(scene)):
-        img = scene.image(i)
+        rgba = load_image(scene.image_paths[i], with_alpha=True, size=(int(scene.cameras.height[i]),
+                                                                        int(scene.cameras.width[i])))
+        rgb, alpha = rgba[..., :3], rgba[..., 3:]
+        if bg is not None:
+            rgb = rgb * alpha + bg * (1 - alpha)
         if i in modify:
-            img = (img * torch.as_tensor(gains[i], dtype=torch.float32)).clamp(0, 1)
+            rgb = (rgb * torch.as_tensor(gains[i], dtype=torch.float32)).clamp(0, 1)
+        img = torch.cat([rgb, alpha], -1) if bg is None else rgb
         p = out / "images" / f"{Path(scene.image_paths[i]).stem}.png"
         save_image(p, img)
         paths.append(p)
     return write_nerfstudio_transforms(replace(scene, image_paths=paths, mask_paths=None), out / "transforms.json")
 
 
+def color_of(text: str) -> list[float]:
+    """"white" / "black" / a gray level / "R,G,B" -> 3 floats."""
+    named = {"white": [1.0] * 3, "black": [0.0] * 3, "gray": [0.5] * 3}
+    if text in named:
+        return named[text]
+    vals = [float(x) for x in text.split(",")]
+    return vals * 3 if len(vals) == 1 else vals
+
+
 def load_posed(data: Path, background: str = "white"):
-    """Read the dataset back as ``fit --data --background B`` does: normalized, opaque photos on ``B``."""
-    scene = normalize_scene(load_scene(data))
-    return with_background(scene, background)
+    """Read the dataset back as ``fit --data --background B`` does: normalized; RGBA images composited
+    on ``B``, opaque photos fitted over ``B``."""
+    rgb = color_of(background)
+    scene = normalize_scene(load_scene(data, background=rgb))
+    return with_background(scene, ",".join(f"{x:g}" for x in rgb))
 
 
-def fit_one(name: str, scene, cfg, out: Path, gains: np.ndarray | None) -> dict:
+def object_color(scene) -> torch.Tensor:
+    """(3,) mean colour of the object (alpha > 0.5) over the scene's training views."""
+    from recon3d.io.images import load_image
+
+    acc, n = torch.zeros(3), 0
+    for i in scene.train_indices:
+        rgba = load_image(scene.image_paths[i], with_alpha=True)
+        m = rgba[..., 3] > 0.5
+        acc += rgba[..., :3][m].sum(0)
+        n += int(m.sum())
+    return acc / max(n, 1)
+
+
+def fit_one(name: str, scene, cfg, out: Path, gains: np.ndarray | None, reference=0.5) -> dict:
     trainer = SplatTrainer(scene, cfg, out / name)
     t0 = time.perf_counter()
     trainer.fit(progress=False, log_every=10**9)
@@ -88,7 +122,7 @@ def fit_one(name: str, scene, cfg, out: Path, gains: np.ndarray | None) -> dict:
            "half_psnr": round(half["psnr"], 3), "half_ssim": round(half["ssim"], 4)}
     if trainer.appearance is not None and gains is not None:
         train = list(scene.train_indices)
-        fitted = trainer.appearance.gains(train).cpu().numpy()
+        fitted = trainer.appearance.gains(train, reference).cpu().numpy()  # at the object's mean colour
         applied = gains[train]
         row["gain_corr"] = round(float(np.corrcoef(fitted.mean(1), applied.mean(1))[0, 1]), 4)
         row["gain_corr_per_channel"] = round(float(np.corrcoef(fitted.ravel(), applied.ravel())[0, 1]), 4)
@@ -111,13 +145,25 @@ def main(argv=None) -> int:
     ap.add_argument("--downscale", type=float, default=1.0, help="load the scene downscaled (2: 128 px)")
     ap.add_argument("--gain", type=float, nargs=2, default=(0.6, 1.5), help="exposure gain range")
     ap.add_argument("--wb", type=float, nargs=2, default=(0.85, 1.15), help="white-balance gain range per channel")
-    ap.add_argument("--background", default="white",
-                    help="the fits' background, as fit --background (white: the backdrop the views were shot on; "
-                         "auto: estimated from the borders, which the varying exposure defeats)")
+    ap.add_argument("--backdrop", default="alpha",
+                    help="alpha: RGBA cut-outs (the exposure changes the object; composited on --background when "
+                         "loaded), or white / gray / black / a gray level / R,G,B: opaque photos of the object in front of that "
+                         "backdrop (the exposure changes both; white clips at gains > 1)")
+    ap.add_argument("--background", default=None,
+                    help="the fits' background, as fit --background (default: white for alpha, else the backdrop)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="SplatConfig overrides for every fit, e.g. appearance_lr=0.02")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--modes", default="off,on", help="comma list of clean, off, on")
     args = ap.parse_args(argv)
+    backdrop = args.backdrop
+    if args.background is None:
+        args.background = "white" if args.backdrop == "alpha" else args.backdrop
+    overrides = {}
+    for kv in args.set:
+        k, _, v = kv.partition("=")
+        overrides[k] = json.loads(v) if v[:1].isdigit() or v[:1] in "-[{" or v in ("true", "false") else v
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -129,8 +175,9 @@ def main(argv=None) -> int:
     train = list(src.train_indices)
     gains = exposure_gains(len(src), tuple(args.gain), tuple(args.wb), args.seed)
     gains[list(src.test_indices)] = 1.0
+    reference = object_color(src)
     data = args.out / "data"
-    write_exposure_dataset(src, data, gains, train)
+    write_exposure_dataset(src, data, gains, train, backdrop)
     print(f"{data}: {len(train)} training views with exposure x white balance gains "
           f"{gains[train].mean(1).min():.2f}-{gains[train].mean(1).max():.2f} (mean {gains[train].mean():.3f}), "
           f"{len(src.test_indices)} test views unmodified, {int(src.cameras.width[0])} px")
@@ -140,12 +187,12 @@ def main(argv=None) -> int:
     for mode in modes:
         if mode == "clean":
             clean_dir = args.out / "data_clean"
-            write_exposure_dataset(src, clean_dir, gains, [])
+            write_exposure_dataset(src, clean_dir, gains, [], backdrop)
             sc, _ = load_posed(clean_dir, args.background)
         else:
             sc = scene
-        cfg = preset(args.preset, max_steps=args.max_steps, appearance="on" if mode == "on" else "off")
-        row = fit_one(mode, sc, cfg, args.out, gains if mode == "on" else None)
+        cfg = preset(args.preset, max_steps=args.max_steps, appearance="on" if mode == "on" else "off", **overrides)
+        row = fit_one(mode, sc, cfg, args.out, gains if mode == "on" else None, reference)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()

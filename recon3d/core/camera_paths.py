@@ -181,8 +181,10 @@ def slerp(q0: Tensor, q1: Tensor, t) -> Tensor:
 def rotation_angle_deg(Ra: Tensor, Rb: Tensor) -> Tensor:
     """(...,) angles in degrees of the rotations taking (..., 3, 3) ``Ra`` to ``Rb``."""
     rel = Ra.transpose(-1, -2).to(torch.float64) @ Rb.to(torch.float64)
-    cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0).clamp(-1.0, 1.0)
-    return torch.rad2deg(torch.acos(cos))
+    cos = (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
+    skew = torch.stack([rel[..., 2, 1] - rel[..., 1, 2], rel[..., 0, 2] - rel[..., 2, 0],
+                        rel[..., 1, 0] - rel[..., 0, 1]], dim=-1)
+    return torch.rad2deg(torch.atan2(skew.norm(dim=-1) / 2.0, cos))  # accurate for small angles too
 
 
 # ---------------------------------------------------------------------------------- smooth curves
@@ -253,17 +255,49 @@ def interpolate_rotations(q: Tensor, times: Tensor, t: Tensor) -> Tensor:
     return slerp(slerp(a, b, s), slerp(b, c, s), s)
 
 
-def interpolate_poses(c2w: Tensor, times: Tensor, t: Tensor) -> Tensor:
+def _look_frames(eyes: Tensor, target: Tensor, up: Tensor) -> Tensor:
+    """(N, 3, 3) OpenCV rotations looking from ``eyes`` (N, 3) at ``target`` (3,) with image up ``up``
+    (N, 3); NaN where ``up`` is (nearly) along the viewing direction."""
+    fwd = torch.nn.functional.normalize(target[None] - eyes, dim=-1)
+    right = torch.linalg.cross(fwd, up, dim=-1)
+    n = right.norm(dim=-1, keepdim=True)
+    right = torch.where(n > 1e-6, right / n.clamp_min(1e-12), torch.full_like(right, float("nan")))
+    return torch.stack([right, torch.linalg.cross(fwd, right, dim=-1), fwd], dim=-1)
+
+
+def interpolate_poses(c2w: Tensor, times: Tensor, t: Tensor, center: Tensor | None = None) -> Tensor:
     """Smooth camera-to-world (M, 4, 4) through (K, 4, 4) ``c2w`` at knot ``times`` (K,), at ``t`` (M,).
 
-    Positions: C1 cubic (Catmull-Rom tangents); rotations: :func:`interpolate_rotations`. Exact at
+    Positions: C1 cubic (Catmull-Rom tangents); rotations: :func:`interpolate_rotations`. With
+    ``center`` (3,) (cameras around an object) both are taken relative to it instead: positions in
+    polar form (the offset's direction and its length interpolated apart, so the path goes round the
+    object rather than cutting through it between far-apart cameras), rotations as the look-at frame
+    towards ``center`` (with the interpolated image up) times each camera's own small aim offset
+    from it (interpolated like rotations), so the object stays in view between the knots. Exact at
     the knots; the convention (OpenCV axes) is whatever ``c2w`` uses: rotations are interpolated as a
     whole, never axis by axis."""
     c2w = torch.as_tensor(c2w, dtype=torch.float64)
     times = torch.as_tensor(times, dtype=torch.float64)
     t = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
-    pos = interpolate_values(c2w[:, :3, 3], times, t)
+    if center is None:
+        pos = interpolate_values(c2w[:, :3, 3], times, t)
+    else:
+        c = torch.as_tensor(center, dtype=torch.float64).reshape(3)
+        off = c2w[:, :3, 3] - c
+        radius = off.norm(dim=-1, keepdim=True)
+        direction = interpolate_values(off / radius.clamp_min(1e-12), times, t)
+        r = torch.exp(interpolate_values(torch.log(radius.clamp_min(1e-12)), times, t))
+        pos = c + r * torch.nn.functional.normalize(direction, dim=-1)
     rot = quat_to_rotmat(interpolate_rotations(rotmat_to_quat(c2w[:, :3, :3]), times, t))
+    if center is not None:
+        up_k = -c2w[:, :3, 1]
+        look_k = _look_frames(c2w[:, :3, 3], c, up_k)
+        aim = look_k.transpose(1, 2) @ c2w[:, :3, :3]  # each camera's rotation in its look-at frame
+        up = interpolate_values(up_k, times, t)
+        look = _look_frames(pos, c, up)
+        aimed = look @ quat_to_rotmat(interpolate_rotations(rotmat_to_quat(aim), times, t))
+        ok = torch.isfinite(aimed).all(-1).all(-1) & torch.isfinite(look_k).all()
+        rot = torch.where(ok[:, None, None], aimed, rot)
     out = torch.eye(4, dtype=torch.float64).repeat(t.shape[0], 1, 1)
     out[:, :3, :3], out[:, :3, 3] = rot, pos
     return out.to(torch.float32)
@@ -409,13 +443,34 @@ def path_knots(cameras: Cameras, num_frames: int, order: str = "auto", min_frame
     return chain, frames
 
 
+def rig_center(cameras: Cameras, max_angle_deg: float = 30.0) -> Tensor | None:
+    """The point a capture around an object looks at (:meth:`Cameras.look_at`), when it is one: in
+    front of every camera and within ``max_angle_deg`` of the median camera's viewing direction; None
+    for forward-facing or scattered captures (their optical axes meet nowhere in particular)."""
+    if len(cameras) < 2:
+        return None
+    cameras = cameras.to("cpu")
+    c = cameras.look_at()
+    if not bool(torch.isfinite(c).all()):
+        return None
+    v = c - cameras.centers
+    dist = v.norm(dim=-1)
+    spread = float((cameras.centers - cameras.centers.mean(0)).norm(dim=-1).max())
+    if float(dist.min()) < 1e-6 or float(dist.max()) > 100.0 * max(spread, 1e-6):
+        return None
+    cos = torch.einsum("nd,nd->n", v / dist[:, None], cameras.forward)
+    if float(cos.min()) <= 0.0 or float(cos.median()) < math.cos(math.radians(max_angle_deg)):
+        return None
+    return c
+
+
 def interpolate_path(cameras: Cameras, num_frames: int = 300, order: str = "auto",
                      min_frames_per_segment: int = 4, max_knots: int | None = None) -> Cameras:
     """A smooth path through the cameras (e.g. the training views), like ``ns-render interpolate``.
 
     The cameras are visited in :func:`camera_order` (``order``) and passed through exactly at the
-    frames :func:`path_knots` gives; between them positions follow a C1 cubic (Catmull-Rom tangents),
-    rotations a spherical cubic (:func:`interpolate_rotations`, hemisphere-checked: no flips) and the
+    frames :func:`path_knots` gives; between them positions follow a C1 cubic (Catmull-Rom tangents;
+    for cameras around an object, in polar form about :func:`rig_center`), rotations a spherical cubic (:func:`interpolate_rotations`, hemisphere-checked: no flips) and the
     intrinsics (fx, fy, cx, cy) the same cubic as positions. All cameras are brought to one image size
     first (:func:`common_size`). The path cameras are pinhole (a video has no lens distortion)."""
     cameras = common_size(cameras.to("cpu"))
@@ -428,7 +483,7 @@ def interpolate_path(cameras: Cameras, num_frames: int = 300, order: str = "auto
     else:
         times = torch.tensor(frames, dtype=torch.float64)
         t = torch.arange(n, dtype=torch.float64)
-        c2w = interpolate_poses(knots.c2w, times, t)
+        c2w = interpolate_poses(knots.c2w, times, t, center=rig_center(cameras))
         intr = interpolate_values(torch.stack([knots.fx, knots.fy, knots.cx, knots.cy], -1), times, t).float()
         lo = torch.stack([knots.fx, knots.fy, knots.cx, knots.cy], -1).min(0).values
         intr = torch.maximum(intr, 0.5 * lo.clamp_min(1e-6))  # a cubic's overshoot never makes fx <= 0

@@ -89,7 +89,7 @@ def write_path_video(trainer, path: Path, kind: str = "orbit", seconds: float = 
 
     from recon3d.io.video_writer import Mp4Writer
 
-    frames = max(2, int(round(float(seconds) * float(fps))))
+    frames = max(2, round(float(seconds) * float(fps)))
     cams = path_cameras(trainer, kind, frames, size)
     w, h = int(cams.width[0]), int(cams.height[0])
     log.info("rendering a %d-frame %s path at %dx%d, %g fps", frames, kind, w, h, fps)

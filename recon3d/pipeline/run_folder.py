@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 #: what a fit writes into its folder (removed by --overwrite)
 RUN_ENTRIES = ("run.json", "config.json", "scene.json", "progress.jsonl", "metrics.json", "eval.json",
-               "checkpoints", "sugar", "renders", "sfm", "vggt", "undistorted", "video_frames", "splats.ply", "orbit.gif", "transforms.json",
+               "checkpoints", "sugar", "renders", "sfm", "vggt", "undistorted", "video_frames", "splats.ply", "orbit.gif", "orbit.mp4", "transforms.json",
                "transforms_refined.json")
 RUN_GLOBS = ("mesh.*", "mesh_*")
 _STALE = re.compile(r"^\..+\.tmp(\.[^.]*)?$|^\.sfm-.+|^\..+\.old-.+|^\..+\.tmp-.+")

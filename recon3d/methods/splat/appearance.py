@@ -135,11 +135,14 @@ class AppearanceTransforms(nn.Module):
         self.affine[idx] -= self.affine[idx].mean(0) - eye
 
     @torch.no_grad()
-    def gains(self, indices: list[int] | None = None) -> Tensor:
-        """(n, 3) per-channel gains ``A 1`` (the row sums of each A): what the transform multiplies a grey
-        by, bias aside; an exposure x white-balance change ``diag(e w)`` gives ``e w``."""
+    def gains(self, indices: list[int] | None = None, reference=0.5) -> Tensor:
+        """(n, 3) per-channel gains at a reference colour ``r`` (a gray level or 3 values):
+        ``(A r + b) / r``. An exposure x white-balance change ``diag(e w)`` gives ``e w`` at any ``r``;
+        a fitted transform trades gain for bias over the narrow range of colours a scene has, so take
+        ``r`` near the images' typical colour."""
         aff = self.affine if indices is None else self.affine[torch.as_tensor(indices, device=self.affine.device)]
-        return aff[..., :3].sum(-1)
+        r = torch.as_tensor(reference, dtype=aff.dtype, device=aff.device).reshape(-1).expand(3)
+        return ((aff[..., :3] @ r) + aff[..., 3]) / r.clamp_min(1e-6)
 
     @torch.no_grad()
     def summary(self, indices: list[int]) -> dict:
