@@ -1,14 +1,18 @@
 """Benchmark per-image appearance compensation (``recon3d fit --appearance``) on a capture whose
 training photos change exposure and white balance from shot to shot.
 
-The sample scene's views are composited on white (opaque photos, as a camera takes them); every
-*training* image gets a random exposure gain (``--gain``, uniform, default 0.6-1.5) times a random
-per-channel white-balance gain (``--wb``, default 0.85-1.15), clipped to [0, 1] and stored as 8-bit
-PNG; the *test* images are left unmodified (gain 1). The views are written as a nerfstudio dataset
-(``OUT/data/transforms.json``, the scene's train/test split) and read back like ``fit --data`` does
-(normalized; the fits render over white, ``--background``, as ``fit --background white`` would). Splat ``--preset quick`` is fitted
-on the same views with appearance off and on (``--modes``; ``clean`` adds a fit on the unmodified
-training images, the ceiling), and the script prints for each:
+Every *training* view of the sample scene gets a random exposure gain (``--gain``, uniform, default
+0.6-1.5) times a random per-channel white-balance gain (``--wb``, default 0.85-1.15), clipped to
+[0, 1], stored as 8-bit PNG; the *test* views are left unmodified (gain 1). ``--backdrop alpha`` (the
+default) keeps the RGBA cut-outs (the gains change the object, the alpha stays; the fit composites
+on white and its transforms leave that background alone); ``--backdrop gray|white|black|R,G,B``
+composites first, giving opaque photos of the object in front of a backdrop whose brightness changes
+with the exposure too (a phone capture; white saturates at gains > 1). The views are written as a
+nerfstudio dataset (``OUT/data/transforms.json``, the scene's train/test split) and read back like
+``fit --data --background B`` does (normalized; ``--background``: white for alpha, else the
+backdrop). Splat ``--preset quick`` is fitted on the same views with appearance off and on
+(``--modes``; ``clean`` adds a fit on the unmodified training images, the ceiling), and the script
+prints for each:
 
     full      test PSNR / SSIM of the plain renders, whole image (what metrics.json's test_psnr is
               without compensation; with it, test_psnr_uncompensated)
@@ -18,7 +22,8 @@ training images, the ceiling), and the script prints for each:
 
 and, with compensation, how well the fitted per-image gains follow the applied ones (correlation).
 
-    .venv/bin/python scripts/bench_exposure.py --downscale 2 --max-steps 500
+    .venv/bin/python scripts/bench_exposure.py --downscale 2 --max-steps 1000 --backdrop gray --modes clean,off,on
+    .venv/bin/python scripts/bench_exposure.py --downscale 2 --max-steps 500              # RGBA cut-outs
 """
 
 from __future__ import annotations
@@ -137,7 +142,8 @@ def fit_one(name: str, scene, cfg, out: Path, gains: np.ndarray | None, referenc
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scene", type=Path, default=Path("data/sample_scene"), help="posed scene (Blender layout)")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench_exposure"))
     ap.add_argument("--preset", default="quick")
@@ -147,8 +153,8 @@ def main(argv=None) -> int:
     ap.add_argument("--wb", type=float, nargs=2, default=(0.85, 1.15), help="white-balance gain range per channel")
     ap.add_argument("--backdrop", default="alpha",
                     help="alpha: RGBA cut-outs (the exposure changes the object; composited on --background when "
-                         "loaded), or white / gray / black / a gray level / R,G,B: opaque photos of the object in front of that "
-                         "backdrop (the exposure changes both; white clips at gains > 1)")
+                         "loaded), or white / gray / black / a gray level / R,G,B: opaque photos of the object "
+                         "in front of that backdrop (the exposure changes both; white clips at gains > 1)")
     ap.add_argument("--background", default=None,
                     help="the fits' background, as fit --background (default: white for alpha, else the backdrop)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",

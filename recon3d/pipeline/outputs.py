@@ -110,6 +110,7 @@ def held_out_metrics(trainer, scene) -> dict:
     log.info("test PSNR %.2f dB, SSIM %.4f, %.1f ms/image (%d views)", ev["psnr"], ev["ssim"],
              ev["ms_per_image"], ev["views"])
     extra = {k: v for k, v in ev.items() if k.startswith("test_pose_alignment")}
+    extra.update({f"test_{k}": ev[k] for k in ("psnr_uncompensated", "ssim_uncompensated", "appearance_eval") if k in ev})
     if "psnr_in_masks" in ev:
         extra["test_psnr_in_masks"] = ev["psnr_in_masks"]
         log.info("test PSNR inside the masks %.2f dB", ev["psnr_in_masks"])

@@ -11,7 +11,11 @@ rendered image before the photometric loss, and trained with its own Adam::
 
 where ``a`` is the rendered alpha, ``f`` the (premultiplied) foreground and ``bg`` the background the
 images were composited on: for cut-out images (alpha in the files, or masks cutting the object out)
-the background is synthetic and does not change with the camera's exposure.
+the background is synthetic and does not change with the camera's exposure. The result is clipped at
+1 before the loss, as the photo's highlights are: without it, a brighter exposure of a white backdrop
+(saturated in the photo) asks the transform for a gain on the object and none on the backdrop, which
+an affine map cannot give (on the sample scene shot against white, compensation then lost 0.6 dB
+instead of gaining 0.8).
 
 The gauge (the Gaussians' colours x a global gain vs all transforms / that gain) is fixed by keeping
 the mean transform over the training views at the identity (re-centred after every step), so the

@@ -171,10 +171,12 @@ class SplatTrainer(PerSceneMethod):
 
     def compensated(self, pred: Tensor, alphas: Tensor, i: int, background: Tensor) -> Tensor:
         """Training view ``i``'s render (H, W, 3) as its loss sees it: through the view's appearance
-        transform when compensation is on (and started); ``alphas`` (H, W, 1), ``background`` (1, 3)."""
+        transform when compensation is on (and started), clipped at 1; ``alphas`` (H, W, 1),
+        ``background`` (1, 3)."""
         if self.appearance is None or self.step < self.cfg.appearance_start:
             return pred
-        return self.appearance(pred, i, alphas, background.reshape(3))
+        # clipped at 1 like the photo's highlights (a brightened white backdrop saturates, it cannot exceed 1)
+        return self.appearance(pred, i, alphas, background.reshape(3)).clamp(max=1.0)
 
     def appearance_summary(self) -> dict:
         """The fitted transforms' sizes for metrics.json ({} without compensation)."""
