@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from .gaussians.projection import quat_to_rotmat  # noqa: F401  (also part of this module's quaternion helpers)
+
 from .cameras import Cameras
 
 
@@ -106,17 +108,6 @@ def rotmat_to_quat(R: Tensor) -> Tensor:
     q = torch.nn.functional.normalize(q, dim=-1)
     q = torch.where(q[:, :1] < 0, -q, q)
     return q.reshape(*R.shape[:-2], 4).to(R.dtype if R.is_floating_point() else torch.float32)
-
-
-def quat_to_rotmat(q: Tensor) -> Tensor:
-    """(..., 4) quaternions (w, x, y, z; normalized here) -> (..., 3, 3) rotation matrices."""
-    q = torch.nn.functional.normalize(torch.as_tensor(q), dim=-1)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(*q.shape[:-1], 3, 3)
 
 
 def quat_mul(a: Tensor, b: Tensor) -> Tensor:
