@@ -6,9 +6,13 @@ Random scenes of N Gaussians seen by C cameras on a circle of radius 3 (see ``ma
 ground disk that fill the view) or ``--scene cube`` (semi-transparent Gaussians filling a cube, with
 little early termination). Sizes scale with N so the screen coverage stays about constant.
 
-    python scripts/bench_rasterizer.py                         # 200x200, 20k and 100k Gaussians
+    python scripts/bench_rasterizer.py              # the suite: 200x200 20k/100k, 800x600 200k, 1600x1200 1M
     python scripts/bench_rasterizer.py --n 5000 --size 128 96 --cameras 2 --reps 5
     python scripts/bench_rasterizer.py --n 2000 --size 64 64 --reference   # include brute force
+
+Each row times the compiled CPU rasterizer ("cpp") and the PyTorch one ("torch", the baseline) in
+fresh processes (so the peak memory figure is the row's own) and prints the speed-up; the suite ends
+with a thread-scaling row (1 thread vs all).
 
 The brute-force reference is only run when ``H*W*N*C`` is below ``--ref-max`` (it is O(pixels x N)).
 gsplat is benchmarked too when a CUDA device and gsplat are available. Each timed step is a full
@@ -129,47 +133,105 @@ def time_forward(backend, params, viewmats, Ks, width, height, reps, sh_degree=3
     return 1000 * min(times[1:])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, nargs="+", default=[20_000, 100_000], help="numbers of Gaussians")
-    ap.add_argument("--size", type=int, nargs=2, default=[200, 200], metavar=("W", "H"))
-    ap.add_argument("--cameras", type=int, default=1)
-    ap.add_argument("--scene", choices=["surface", "cube"], default="surface")
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    ap.add_argument("--reference", action="store_true", help="also time the brute-force reference")
-    ap.add_argument("--ref-max", type=float, default=3e8, help="skip the reference above this H*W*N*C")
-    args = ap.parse_args()
+def _child(args) -> None:
+    """One measurement in this (fresh) process: prints a JSON line with times and peak memory."""
+    import json
+    import resource
+
     if args.threads:
         torch.set_num_threads(args.threads)
     W, H = args.size
+    n = args.n[0]
+    params, viewmats, Ks = make_scene(n, args.cameras, W, H, scene=args.scene)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    best, mean, out = time_backend(args.child, params, viewmats, Ks, W, H, args.reps)
+    fwd = time_forward(args.child, params, viewmats, Ks, W, H, args.reps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(dict(best=best / args.cameras, mean=mean / args.cameras, fwd=fwd / args.cameras,
+                          peak_mb=peak / 1024, scene_mb=base / 1024, backend=out.backend,
+                          visible=out.visible.float().sum(1).mean().item(), alpha=out.alphas.mean().item(),
+                          threads=torch.get_num_threads())))
+
+
+def _measure(backend: str, n: int, W: int, H: int, args, threads=None, reps=None) -> dict:
+    """Run :func:`_child` in a subprocess (clean peak-memory figure per backend and size)."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, __file__, "--child", backend, "--n", str(n), "--size", str(W), str(H),
+           "--cameras", str(args.cameras), "--scene", args.scene, "--reps", str(reps or args.reps)]
+    if threads or args.threads:
+        cmd += ["--threads", str(threads or args.threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"benchmark child failed ({' '.join(cmd)}):\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+SUITE = [(20_000, 200, 200), (100_000, 200, 200), (200_000, 800, 600), (1_000_000, 1600, 1200)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, nargs="+", default=None, help="numbers of Gaussians (default: the suite)")
+    ap.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"))
+    ap.add_argument("--cameras", type=int, default=1)
+    ap.add_argument("--scene", choices=["surface", "cube"], default="surface")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch rasterizer (the baseline)")
+    ap.add_argument("--reference", action="store_true", help="also time the brute-force reference")
+    ap.add_argument("--ref-max", type=float, default=3e8, help="skip the reference above this H*W*N*C")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        args.n = args.n or [20_000]
+        args.size = args.size or [200, 200]
+        return _child(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.n or args.size:
+        W, H = args.size or (200, 200)
+        rows = [(n, W, H) for n in (args.n or [20_000, 100_000])]
+    else:
+        rows = SUITE
     C = args.cameras
     if hasattr(os, "getloadavg"):
         load = os.getloadavg()[0]
         if load > 1.0:
             print(f"note: 1-min load average is {load:.1f}; if other processes are busy on these cores, "
-                  "PyTorch's thread pool stalls (try --threads 1) and timings are unreliable")
-    print(f"{args.scene} scene, image {W}x{H}, {C} camera(s), SH degree 3, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU thread(s); times are forward+backward ms per image (best/mean)")
-    for n in args.n:
-        params, viewmats, Ks = make_scene(n, C, W, H, scene=args.scene)
-        best, mean, out = time_backend("torch", params, viewmats, Ks, W, H, args.reps)
-        fwd = time_forward("torch", params, viewmats, Ks, W, H, args.reps)
-        vis = out.visible.float().sum(1).mean().item()
-        cov = out.alphas.mean().item()
-        line = (f"N={n:>7d}  torch: {best / C:8.1f} / {mean / C:8.1f} ms  (forward only {fwd / C:7.1f} ms)"
-                f"  visible/img {vis:.0f}, mean alpha {cov:.2f}")
-        if args.reference:
-            if W * H * n * C <= args.ref_max:
-                rbest, _, _ = time_backend("reference", params, viewmats, Ks, W, H, max(1, args.reps // 2))
-                line += f"  reference: {rbest / C:9.1f} ms  (torch is {rbest / best:5.1f}x faster)"
-            else:
-                line += "  reference: skipped (--ref-max)"
+                  "timings are unreliable")
+    threads = args.threads or torch.get_num_threads()
+    print(f"{args.scene} scene, {C} camera(s), SH degree 3, torch {torch.__version__}, {threads} CPU thread(s); "
+          "forward+backward ms per image (best/mean), forward-only ms, peak process memory (each row in a fresh "
+          "process); 'x' = speed-up of cpp over the PyTorch rasterizer in the same run")
+    for n, W, H in rows:
+        reps = args.reps if n * W * H < 1e12 else max(2, args.reps // 2)
+        cpp = _measure("cpp", n, W, H, args, reps=reps)
+        line = (f"{W}x{H} N={n:>8d}  cpp: {cpp['best']:8.1f} / {cpp['mean']:8.1f} ms (fwd {cpp['fwd']:7.1f}) "
+                f"peak {cpp['peak_mb'] / 1024:5.2f} GB")
+        if not args.no_torch:
+            tor = _measure("torch", n, W, H, args, reps=max(2, reps // 2))
+            line += (f" | torch: {tor['best']:8.1f} / {tor['mean']:8.1f} ms (fwd {tor['fwd']:7.1f}) "
+                     f"peak {tor['peak_mb'] / 1024:5.2f} GB | x{tor['best'] / cpp['best']:5.1f} (fwd "
+                     f"x{tor['fwd'] / cpp['fwd']:4.1f})")
+        line += f"  visible {cpp['visible']:.0f}, alpha {cpp['alpha']:.2f}"
         print(line, flush=True)
+        if args.reference and W * H * n * C <= args.ref_max:
+            params, viewmats, Ks = make_scene(n, C, W, H, scene=args.scene)
+            rbest, _, _ = time_backend("reference", params, viewmats, Ks, W, H, max(1, args.reps // 2))
+            print(f"           reference: {rbest / C:9.1f} ms  (cpp is {rbest / C / cpp['best']:5.1f}x faster)")
         if torch.cuda.is_available() and gsplat_available():
             gparams, gview, gK = make_scene(n, C, W, H, device="cuda", scene=args.scene)
             gbest, gmean, _ = time_backend("gsplat", gparams, gview, gK, W, H, args.reps)
             print(f"           gsplat (cuda): {gbest / C:8.2f} / {gmean / C:8.2f} ms", flush=True)
+    if threads > 1 and not (args.n or args.size):
+        n, W, H = SUITE[2]
+        one = _measure("cpp", n, W, H, args, threads=1)
+        many = _measure("cpp", n, W, H, args, threads=threads)
+        print(f"thread scaling, cpp {W}x{H} N={n}: 1 thread {one['best']:.1f} ms, {threads} threads "
+              f"{many['best']:.1f} ms: x{one['best'] / many['best']:.2f}")
 
 
 if __name__ == "__main__":

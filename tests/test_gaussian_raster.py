@@ -288,8 +288,10 @@ def test_gradcheck_float64_sh():
 
 def test_backend_resolution(monkeypatch):
     monkeypatch.delenv(ENV_BACKEND, raising=False)
-    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    assert resolve_backend("auto", torch.device("cpu")) == "cpp"  # the compiled CPU rasterizer (built at set-up)
     assert resolve_backend("gsplat", torch.device("cpu")) == "gsplat"
+    monkeypatch.setenv(ENV_BACKEND, "torch")
+    assert resolve_backend("auto", torch.device("cpu")) == "torch"
     monkeypatch.setenv(ENV_BACKEND, "reference")
     assert resolve_backend("auto", torch.device("cpu")) == "reference"
     assert resolve_backend("torch", torch.device("cpu")) == "torch"  # explicit argument wins
@@ -302,7 +304,7 @@ def test_backend_resolution(monkeypatch):
     params, vm, K = make_scene(n=5, cams=1)
     with pytest.raises(ValueError, match="CUDA"):
         rasterize(Gaussians(*params), vm, K, W, H, backend="gsplat")
-    assert rasterize(Gaussians(*params), vm, K, W, H).backend == "torch"
+    assert rasterize(Gaussians(*params), vm, K, W, H).backend == "cpp"
 
 
 def test_input_validation():

@@ -47,7 +47,7 @@ class FitOptions:
     preset: str = option("default", "quick, default or high (GPU-sized)", choices=PRESET_NAMES)
     max_steps: int | None = option(None, "training steps (default: the preset's)", check=at_most(MAX_STEPS_LIMIT))
     device: str = option("auto", "auto, cpu or cuda", check=check_device)
-    backend: str | None = option(None, "rasterizer backend (splat, sugar)", choices=("auto", "torch", "gsplat"))
+    backend: str | None = option(None, "rasterizer backend (splat, sugar)", choices=("auto", "cpp", "torch", "gsplat"))
     out: Path | None = option(None, "output folder (default outputs/<scene>-<method>)")
     resume: bool = option(False, "continue the run in --out from its latest checkpoint")
     overwrite: bool = option(False, "replace the run in --out (every file of the old run is removed first)")

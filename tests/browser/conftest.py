@@ -102,6 +102,9 @@ def browser():
 def page(browser, app_server):
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     pg = ctx.new_page()
+    pg.recon3d_console = []  # the page's console messages and uncaught errors, for failure reports
+    pg.on("console", lambda m: pg.recon3d_console.append(f"[{m.type}] {m.text[:500]}"))
+    pg.on("pageerror", lambda e: pg.recon3d_console.append(f"[pageerror] {str(e)[:500]}"))
     pg.set_default_timeout(30_000)
     pg.goto(app_server["url"])
     pg.wait_for_selector("#i2d-upload")

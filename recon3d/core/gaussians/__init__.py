@@ -1,4 +1,4 @@
-"""Differentiable 3D Gaussian splatting rasterization with two backends (gsplat CUDA, PyTorch CPU).
+"""Differentiable 3D Gaussian splatting rasterization: gsplat (CUDA), compiled C++ (CPU), PyTorch (any device).
 
 Quick use::
 
@@ -13,7 +13,8 @@ See :class:`Gaussians` for the shapes, units and conventions of the inputs, :mod
 backend rules and :class:`RasterOutput` for the outputs.
 """
 
-from .api import BACKENDS, ENV_BACKEND, RasterOutput, check_backend, rasterize, rasterize_cameras, resolve_backend
+from .api import (BACKENDS, ENV_BACKEND, CppUnavailableError, RasterOutput, check_backend, rasterize, rasterize_cameras,
+                  resolve_backend)
 from .gaussians import Gaussians
 from .projection import ALPHA_MAX, ALPHA_MIN, EPS2D, T_MIN, project_gaussians, quat_scale_to_covar, quat_to_rotmat
 from .rasterize_gsplat import GsplatStatus, GsplatUnavailableError, gsplat_available, gsplat_status, reset_gsplat_status
@@ -21,7 +22,7 @@ from .sh import eval_sh, num_sh_bases, rgb_to_sh0, sh0_to_rgb, sh_basis, sh_to_r
 
 __all__ = [
     "Gaussians", "rasterize", "rasterize_cameras", "RasterOutput", "resolve_backend", "BACKENDS", "ENV_BACKEND",
-    "check_backend", "gsplat_available", "gsplat_status", "GsplatStatus", "GsplatUnavailableError",
+    "check_backend", "CppUnavailableError", "gsplat_available", "gsplat_status", "GsplatStatus", "GsplatUnavailableError",
     "reset_gsplat_status", "project_gaussians", "quat_to_rotmat", "quat_scale_to_covar",
     "EPS2D", "ALPHA_MIN", "ALPHA_MAX", "T_MIN",
     "num_sh_bases", "sh_basis", "eval_sh", "sh_to_rgb", "rgb_to_sh0", "sh0_to_rgb",

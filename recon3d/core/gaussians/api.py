@@ -2,19 +2,24 @@
 
 Backends:
   * ``"gsplat"``: gsplat's CUDA rasterizer (``gsplat.rasterization``), CUDA tensors only.
+  * ``"cpp"``: recon3d's compiled, multi-threaded CPU rasterizer (:mod:`.rasterize_cpp`, C++/OpenMP
+    built with the system compiler by :mod:`.native`), CPU tensors, float32 or float64.
   * ``"torch"``: recon3d's pure-PyTorch tile rasterizer (:mod:`.rasterize_torch`), any device,
-    float32 or float64, hand-written backward.
+    float32 or float64, hand-written backward: the readable twin of ``"cpp"`` and its reference in
+    the tests.
   * ``"reference"``: brute-force per-pixel renderer (:mod:`.reference`), tests and benchmarks only.
-  * ``"auto"`` (default): ``"gsplat"`` when the Gaussians are CUDA tensors and gsplat really works
-    on their device (:func:`.rasterize_gsplat.gsplat_status`: its CUDA extension loads and a tiny
-    rasterization succeeds; checked once per process and device), else ``"torch"`` on the same
-    device, with a one-line warning (once per device) when gsplat was expected but is unusable. The
-    environment variable ``RECON3D_RASTER_BACKEND`` (``torch``/``gsplat``/``reference``/``auto``)
-    overrides ``"auto"``; an explicit ``backend=`` argument overrides both.
-  * ``"gsplat"`` asked for explicitly (argument or environment variable) on tensors it cannot render
-    raises :class:`.rasterize_gsplat.GsplatUnavailableError` (a ``ValueError``, one-line message
-    saying why and how to fix it) instead of falling back. :func:`check_backend` runs the same
-    decision up front (before a long fit starts).
+  * ``"auto"`` (default): for CUDA tensors ``"gsplat"`` when gsplat really works on their device
+    (:func:`.rasterize_gsplat.gsplat_status`: its CUDA extension loads and a tiny rasterization
+    succeeds; checked once per process and device), else ``"torch"`` on the same device; for CPU
+    tensors ``"cpp"`` when the compiled library builds and loads (:func:`.native.native_status`,
+    once per process), else ``"torch"``. Each fallback logs a one-line warning (once) saying why and
+    how to fix it. The environment variable ``RECON3D_RASTER_BACKEND``
+    (``cpp``/``torch``/``gsplat``/``reference``/``auto``) overrides ``"auto"``; an explicit
+    ``backend=`` argument overrides both.
+  * ``"gsplat"`` or ``"cpp"`` asked for explicitly (argument or environment variable) on tensors it
+    cannot render raises a ``ValueError`` (one-line message saying why and how to fix it) instead
+    of falling back. :func:`check_backend` runs the same decision up front (before a long fit
+    starts).
 
 Every backend renders with autocast disabled (float32 or float64 as given), so calling
 :func:`rasterize` inside a ``torch.autocast`` region is safe.
@@ -37,7 +42,7 @@ from torch import Tensor
 from .gaussians import Gaussians
 from .projection import EPS2D
 
-BACKENDS = ("auto", "torch", "gsplat", "reference")
+BACKENDS = ("auto", "cpp", "torch", "gsplat", "reference")
 ENV_BACKEND = "RECON3D_RASTER_BACKEND"
 
 
@@ -58,7 +63,7 @@ class RasterOutput:
         radii: (C, N) int32 screen radius ``ceil(3 sigma_max)`` in pixels, 0 where not visible.
         visible: (C, N) bool, the Gaussian can color at least one pixel of that camera.
         depths_per_gaussian: (C, N) camera z of each center (also for invisible ones).
-        backend: name of the backend that produced this ("torch", "gsplat" or "reference").
+        backend: name of the backend that produced this ("cpp", "torch", "gsplat" or "reference").
     """
 
     colors: Tensor
@@ -83,7 +88,15 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             backend = env
     if backend == "auto":
         backend = "torch"
-        if device.type == "cuda":
+        if device.type == "cpu":
+            from .native import native_status
+
+            status = native_status()
+            if status.usable:
+                backend = "cpp"
+            else:
+                _warn_cpp_fallback(status.reason)
+        elif device.type == "cuda":
             from .rasterize_gsplat import gsplat_status, warn_fallback
 
             status = gsplat_status(device)
@@ -92,6 +105,38 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             else:
                 warn_fallback(status)
     return backend
+
+
+_CPP_WARNED = False
+
+
+def _warn_cpp_fallback(reason: str) -> None:
+    global _CPP_WARNED
+    if not _CPP_WARNED:
+        _CPP_WARNED = True
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "compiled CPU rasterizer unusable (%s); using the PyTorch rasterizer instead (several times slower). "
+            "Fix: install a C++ compiler (apt-get install g++) and run `python -m recon3d.core.gaussians.native`",
+            reason)
+
+
+class CppUnavailableError(ValueError):
+    """``backend="cpp"`` was asked for explicitly but cannot render these tensors."""
+
+
+def require_cpp(device: torch.device) -> None:
+    """Raise :class:`CppUnavailableError` (one line) unless the compiled CPU rasterizer can render on
+    ``device``."""
+    if device.type != "cpu":
+        raise CppUnavailableError(f"the cpp rasterizer renders CPU tensors, not {device}; use --backend auto, "
+                                  "torch or gsplat there")
+    from .native import native_status
+
+    status = native_status()
+    if not status.usable:
+        raise CppUnavailableError(f"the compiled CPU rasterizer is unavailable: {status.reason}")
 
 
 def check_backend(backend: str, device) -> str:
@@ -105,6 +150,8 @@ def check_backend(backend: str, device) -> str:
         from .rasterize_gsplat import require_gsplat
 
         require_gsplat(device)
+    elif name == "cpp":
+        require_cpp(device)
     return name
 
 
@@ -174,10 +221,11 @@ def rasterize(
         sh_degree: SH degree to evaluate (0..3), or None for plain RGB colors.
         near, far: Gaussians whose center z is not in (near, far) are culled.
         backgrounds: (C, 3) or (3,) background colors composited behind; None = black.
-        backend: "auto", "torch", "gsplat" or "reference" (see module docstring).
+        backend: "auto", "cpp", "torch", "gsplat" or "reference" (see module docstring).
         antialiased: Mip-Splatting style opacity compensation ``sqrt(det(S) / det(S + eps2d I))``
             (gsplat's ``rasterize_mode="antialiased"``); default is the classic 3DGS low-pass.
-        tile_size: screen tile size in pixels; None = the backend's default (gsplat 16, torch 4).
+        tile_size: screen tile size in pixels; None = the backend's default (gsplat 16, cpp 16: a
+            multiple of 8 up to 32, torch 4).
         eps2d: low-pass variance (pixels^2) added to each projected covariance.
         means, quats, scales, opacities, colors: the older keyword form, instead of ``gaussians``
             (same meaning as the :class:`Gaussians` fields).
@@ -204,6 +252,10 @@ def rasterize(
                   tile_size=tile_size, eps2d=eps2d)
     if name == "torch":
         from .rasterize_torch import rasterize_torch as fn
+    elif name == "cpp":
+        from .rasterize_cpp import rasterize_cpp as fn
+
+        require_cpp(ref.device)
     elif name == "gsplat":
         from .rasterize_gsplat import rasterize_gsplat as fn
         from .rasterize_gsplat import require_gsplat

@@ -61,7 +61,7 @@ def view_colors(colors: Tensor, sh_degree: Optional[int], means: Tensor, viewmat
     return torch.clamp_min(raw + 0.5, 0.0)
 
 
-def _depth_order(d: Tensor) -> Tensor:
+def depth_order(d: Tensor) -> Tensor:
     """Stable argsort of depths. Positive IEEE floats order like their bit patterns, and PyTorch
     sorts integers much faster (radix sort) than floats."""
     if d.numel() > 0 and d.dtype in (torch.float32, torch.float64) and bool(d.min() > 0):
@@ -96,7 +96,7 @@ def prepare(
     with torch.no_grad():
         keep = visible if cull_by_support else proj.valid
         flat = keep.reshape(-1).nonzero()[:, 0]
-        order = _depth_order(proj.depths.detach().reshape(-1)[flat])
+        order = depth_order(proj.depths.detach().reshape(-1)[flat])
         flat = flat[order]
         cam = torch.div(flat, N, rounding_mode="floor")
         gid = flat - cam * N
@@ -111,28 +111,39 @@ def prepare(
 def finish(
     prep: Prepared, rgb: Tensor, depth_acc: Tensor, alpha: Tensor, backgrounds: Optional[Tensor]
 ) -> dict:
+    """Composite sums -> public outputs (see :func:`finish_outputs`)."""
+    proj = prep.proj
+    return finish_outputs(proj.means2d, proj.radii, prep.visible, proj.depths, prep.pairs.shape[0], rgb, depth_acc,
+                          alpha, backgrounds)
+
+
+def finish_outputs(
+    means2d: Tensor, radii: Tensor, visible: Tensor, depths: Tensor, num_pairs: int, rgb: Tensor, depth_acc: Tensor,
+    alpha: Tensor, backgrounds: Optional[Tensor],
+) -> dict:
     """Composite sums -> public outputs.
 
     Args:
+        means2d: (C, N, 2), radii: (C, N) int32, visible: (C, N) bool, depths: (C, N) of the projection.
+        num_pairs: number of visible pairs composited.
         rgb: (C, H, W, 3) sum of w_i c_i. depth_acc: (C, H, W, 1) sum of w_i z_i. alpha: (C, H, W, 1)
         sum of w_i. backgrounds: (C, 3) or None (black).
     """
-    if prep.pairs.shape[0] == 0:
+    if num_pairs == 0:
         # Nothing visible: keep the outputs in the autograd graph anyway (a zero that depends on the
         # inputs), so that ``loss.backward()`` does not fail on an empty view.
-        zero = 0.0 * prep.proj.means2d.sum()
+        zero = 0.0 * means2d.sum()
         rgb, depth_acc, alpha = rgb + zero, depth_acc + zero, alpha + zero
     if backgrounds is not None:
         rgb = rgb + (1.0 - alpha) * backgrounds[:, None, None, :]
     depth = depth_acc / alpha.clamp_min(1e-10)
-    proj = prep.proj
-    radii = torch.where(prep.visible, proj.radii, torch.zeros_like(proj.radii))
+    radii = torch.where(visible, radii, torch.zeros_like(radii))
     return dict(
         colors=rgb,
         alphas=alpha,
         depths=depth,
-        means2d=proj.means2d,
+        means2d=means2d,
         radii=radii,
-        visible=prep.visible,
-        depths_per_gaussian=proj.depths,
+        visible=visible,
+        depths_per_gaussian=depths,
     )

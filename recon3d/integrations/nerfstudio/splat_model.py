@@ -90,7 +90,7 @@ class Recon3dSplatModelConfig(ModelConfig):
     """recon3d's densification schedule (3DGS defaults for 30k steps)."""
     scale_schedule_to_steps: bool = True
     """Stretch the densification and SH schedules from 30k steps to --max-num-iterations, like recon3d fit."""
-    backend: Literal["auto", "torch", "gsplat"] = "auto"
+    backend: Literal["auto", "cpp", "torch", "gsplat"] = "auto"
     """recon3d rasterizer backend (auto: gsplat for CUDA tensors when installed, else torch)."""
     antialiased: bool = False
     seed: int = 0

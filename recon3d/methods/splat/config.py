@@ -29,7 +29,7 @@ class SplatConfig(ConfigIO):
     checkpoint_every: int = 1_000
     keep_checkpoints: int = 2
     seed: int = 0
-    backend: str = "auto"  # rasterizer: "auto", "torch", "gsplat"
+    backend: str = "auto"  # rasterizer: "auto", "cpp", "torch", "gsplat"
     # joint camera-pose refinement (recon3d.core.pose_correction): for poses that are a little off
     pose_opt: bool = False
     pose_lr: float = 1e-4  # Adam on each training camera's (translation / extent, axis-angle) correction

@@ -1,0 +1,207 @@
+"""Build and load the compiled CPU rasterizer (``csrc/raster_cpu.cpp``).
+
+The kernel is plain C++ with OpenMP behind a C ABI, compiled with the system compiler (``g++`` or
+``$CXX``) and loaded with :mod:`ctypes`. Why this and not numba or a PyTorch C++ extension: it needs
+nothing from the package registries (numba would add a ~40 MB LLVM and compile every kernel on first
+use; torch's extension helpers need ninja, compile PyTorch's headers for a minute and break across
+torch versions, see gsplat's JIT build), it builds in about 2 seconds, and it does not depend on the
+torch ABI, so any torch (CPU or CUDA build) can call it.
+
+Where the library goes: ``$RECON3D_NATIVE_DIR``, else ``<sys.prefix>/share/recon3d-native`` (inside
+the virtual environment, made at set-up by ``python -m recon3d.core.gaussians.native``), else
+``~/.cache/recon3d/native``. The file name carries a hash of the source, the compiler command and the
+CPU's instruction-set flags (it is compiled with ``-march=native``), so an edited source or a copied
+environment on another CPU rebuilds. A missing library is built on first use (once, under a file
+lock, written atomically), with a log line.
+
+:func:`native_status` says whether the library is usable and, if not, why (no compiler, compile
+error); it is checked once per process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "raster_cpu.cpp"
+ENV_DIR = "RECON3D_NATIVE_DIR"
+ENV_CXX = "CXX"
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+ABI_VERSION = 1
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    """Whether the compiled rasterizer can be used: ``usable``, the loaded ``lib`` (or None), and
+    ``reason`` (a one-line explanation with the fix) when it cannot."""
+
+    usable: bool
+    lib: Optional[ctypes.CDLL]
+    path: Optional[Path]
+    reason: str = ""
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compiler() -> Optional[str]:
+    cxx = os.environ.get(ENV_CXX)
+    if cxx:
+        return cxx
+    for name in ("g++", "c++", "clang++"):
+        if shutil.which(name):
+            return name
+    return None
+
+
+def _candidate_dirs() -> list[Path]:
+    if os.environ.get(ENV_DIR):
+        return [Path(os.environ[ENV_DIR])]
+    return [Path(sys.prefix) / "share" / "recon3d-native", Path.home() / ".cache" / "recon3d" / "native"]
+
+
+def library_name(cxx: str) -> str:
+    h = hashlib.sha256()
+    h.update(SOURCE.read_bytes())
+    h.update(" ".join([cxx, *FLAGS, platform.machine(), _cpu_flags()]).encode())
+    return f"raster_cpu-{h.hexdigest()[:16]}.so"
+
+
+def build(verbose: bool = False) -> Path:
+    """Compile the library (if not already there) and return its path. Raises ``RuntimeError`` with
+    a one-line message when no compiler is found or the build fails."""
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (install g++, e.g. `apt-get install g++`, or set CXX)")
+    name = library_name(cxx)
+    errors = []
+    for d in _candidate_dirs():
+        target = d / name
+        if target.exists():
+            return target
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            with open(d / ".build.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if target.exists():  # another process built it while we waited
+                    return target
+                fd, tmp = tempfile.mkstemp(dir=d, suffix=".so.tmp")
+                os.close(fd)
+                cmd = [*shlex.split(cxx), *FLAGS, str(SOURCE), "-o", tmp]
+                t0 = time.perf_counter()
+                log.info("compiling the CPU rasterizer: %s", " ".join(cmd))
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    os.unlink(tmp)
+                    first = (res.stderr.strip().splitlines() or ["(no output)"])[0]
+                    raise RuntimeError(f"compiling {SOURCE.name} with {cxx} failed: {first}")
+                os.replace(tmp, target)
+                for old in d.glob("raster_cpu-*.so"):  # builds of earlier sources (safe on Linux if mapped)
+                    if old != target:
+                        old.unlink(missing_ok=True)
+                msg = f"compiled the CPU rasterizer in {time.perf_counter() - t0:.1f} s: {target}"
+                (print if verbose else log.info)(msg)
+                return target
+        except PermissionError as exc:  # read-only environment: try the next place
+            errors.append(f"{d}: {exc.strerror}")
+    raise RuntimeError(f"cannot write the compiled rasterizer anywhere ({'; '.join(errors)}); set {ENV_DIR}")
+
+
+def _bind(lib: ctypes.CDLL) -> None:
+    p, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+    lib.rc_abi_version.restype = i32
+    lib.rc_max_tile.restype = i32
+    lib.rc_bin_count.restype = i64
+    lib.rc_bin_count.argtypes = [i64, p, p, i32, i32, i32, p, p]
+    lib.rc_bin_fill.restype = None
+    lib.rc_bin_fill.argtypes = [i64, p, p, i32, i32, i32, p, p, p]
+    for suffix in ("f32", "f64"):
+        f = getattr(lib, f"rc_forward_{suffix}")
+        f.restype = None
+        f.argtypes = [i32, i32, i32, i32, p, p, p, p, p, p, p, i32]
+        b = getattr(lib, f"rc_backward_{suffix}")
+        b.restype = None
+        b.argtypes = [i32, i32, i32, i32, p, p, p, p, p, p, p, p, i32]
+        r = getattr(lib, f"rc_reduce_{suffix}")
+        r.restype = None
+        r.argtypes = [i64, p, p, p, p, i32]
+        d = ctypes.c_double
+        pf = getattr(lib, f"rc_project_fwd_{suffix}")
+        pf.restype = None
+        pf.argtypes = [i64, i32, p, p, p, p, p, i32, i32, p, p, i32, i32, d, d, d, i32, p, p, p, p, p, p, p, p, i32]
+        pb = getattr(lib, f"rc_project_bwd_{suffix}")
+        pb.restype = None
+        pb.argtypes = [i64, i32, p, p, p, p, p, i32, i32, p, p, i32, i32, d, d, d, i32, p, p, p, p, p, p, p, p, p,
+                       p, i32]
+        ga = getattr(lib, f"rc_gather_{suffix}")
+        ga.restype = None
+        ga.argtypes = [i64, p, p, p, p, p, p, p, i32]
+        sc = getattr(lib, f"rc_scatter_{suffix}")
+        sc.restype = None
+        sc.argtypes = [i64, p, p, p, p, p, p, p, i32]
+
+
+_STATUS: Optional[NativeStatus] = None
+
+
+def native_status() -> NativeStatus:
+    """Build (first time) and load the library; cached per process. Never raises."""
+    global _STATUS
+    if _STATUS is None:
+        try:
+            path = build()
+            lib = ctypes.CDLL(str(path))
+            _bind(lib)
+            if lib.rc_abi_version() != ABI_VERSION:
+                raise RuntimeError(f"{path} has ABI {lib.rc_abi_version()}, expected {ABI_VERSION}")
+            _STATUS = NativeStatus(True, lib, path)
+        except (RuntimeError, OSError) as exc:
+            _STATUS = NativeStatus(False, None, None, str(exc))
+    return _STATUS
+
+
+def native_available() -> bool:
+    return native_status().usable
+
+
+def main() -> int:
+    """``python -m recon3d.core.gaussians.native``: build at set-up and say whether it works."""
+    logging.basicConfig(level=logging.INFO, format="[native] %(message)s")
+    try:
+        path = build(verbose=True)
+    except RuntimeError as exc:
+        print(f"[native] the compiled CPU rasterizer is NOT usable: {exc}; recon3d falls back to the "
+              "slower PyTorch rasterizer on CPU", file=sys.stderr)
+        return 1
+    status = native_status()
+    if not status.usable:
+        print(f"[native] the compiled CPU rasterizer is NOT usable: {status.reason}", file=sys.stderr)
+        return 1
+    print(f"[native] compiled CPU rasterizer ok ({status.lib.rc_max_threads()} OpenMP threads): {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
