@@ -146,7 +146,7 @@ def _fit_tab(settings: AppSettings) -> None:
 
     store = jobs.fit_runs(settings)
     shown = _shown_state(store, discard=False)
-    failed = (None, *_turntable(), "", None, None, None)  # after the status line: outputs cleared, nothing held
+    failed = (*_turntable(), "", None, None, None)  # after the status line: outputs cleared, nothing held
 
     def handler(uploads, sample_on, method_name, preset_name, n_steps, refine_poses, previous,
                 progress=gr.Progress()):
@@ -193,7 +193,7 @@ def _fit_tab(settings: AppSettings) -> None:
                         progress(snap.fraction, desc=snap.describe())
                         recent = "\n".join(f"- {x}" for x in snap.lines[-4:])
                         yield (f"**Running:** {snap.describe()}{notes}\n\n{recent}", skip, skip, skip, skip, skip,
-                               skip, skip)
+                               skip)
                     rc = proc.poll()
                     if rc != 0:
                         log.warning("fit %s failed (exit status %s); the end of its output:\n%s", job.name, rc,
@@ -204,13 +204,11 @@ def _fit_tab(settings: AppSettings) -> None:
             except Exception as e:  # noqa: BLE001
                 yield (_err(e), *failed)
                 return
-            model = view.model_3d
             what = ("the mesh" if view.mesh else "the Gaussian splats" if view.splats
                     else "no 3D file (" + str(view.metrics.get("mesh_note", "none was written")) + ")")
             rel = f"app/{job.name}/run"  # the viewer's label: the app's own runs root comes first, as "app"
             yield (_ok(f"Fitted in {view.metrics.get('total_seconds', '?')} s; showing {what}. "
-                       f"The run is listed in the Viewer tab as `{rel}`.", notices),
-                   str(model) if model else None, *_turntable(view),
+                       f"The run is listed in the Viewer tab as `{rel}`.", notices), *_turntable(view),
                    viewer_tab.metrics_markdown(view.metrics), [str(p) for p in view.renders],
                    [str(p) for p in view.downloads], str(job))
             kept = True  # shown: held until this session's next fit or its end
@@ -218,9 +216,24 @@ def _fit_tab(settings: AppSettings) -> None:
             if job is not None and not kept:  # failed or cancelled: not shown, left to the bound
                 store.release(job)
 
+    def show_model(job):
+        """The 3D view's file: the mesh or splats of the run this session now shows (None after a failure)."""
+        try:
+            model = viewer_tab.load_run_view(Path(job) / "run").model_3d if job else None
+        except Exception:  # noqa: BLE001 - the status line already tells how the fit went
+            log.exception("cannot show the 3D file of %s", job)
+            return None
+        return str(model) if model else None
+
+    # The 3D view is set by a second, one-shot event once the fit's generator has ended, never by the
+    # generator: Gradio sends a generator's last output again when it ends, and Model3D (gradio 6.x)
+    # loses its lazily imported viewer when its value is set again while that import is under way
+    # (its canvas then never appears). A loaded machine made that window wide enough to hit.
     run.click(handler, [photos, use_sample, method, preset, steps, pose_opt, shown],
-              [status, view3d, orbit, orbit_video, metrics, renders, files, shown],
-              concurrency_limit=1, concurrency_id="fit", show_progress="full", show_progress_on=[view3d])
+              [status, orbit, orbit_video, metrics, renders, files, shown],
+              concurrency_limit=1, concurrency_id="fit", show_progress="full", show_progress_on=[view3d]
+              ).then(show_model, [shown], [view3d], concurrency_limit=None, show_progress="hidden",
+                     api_visibility="private")
 
 
 # ---------------------------------------------------------------------------------- viewer
