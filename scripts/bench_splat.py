@@ -3,9 +3,11 @@
 
     python scripts/bench_splat.py ../shared/data/lego_200 [--preset default] [--max-steps N] [--device cpu]
 
-Prints test PSNR/SSIM, wall time, steps, Gaussian count, peak memory, and the rasterizer's
-forward+backward time per step: the chosen backend against the brute-force reference, measured in the
-same run on the fitted model (on a random subset of its Gaussians small enough for the reference).
+Prints test PSNR/SSIM, wall time, steps, Gaussian count, peak memory, the rasterizer's
+forward+backward time per step (the chosen backend against the brute-force reference, measured in the
+same run on the fitted model, on a random subset of its Gaussians small enough for the reference), and
+where a training step's time goes (rasterizer forward/backward, SSIM loss, densification, optimizer,
+data; profiled on the fitted model after the evaluation).
 """
 
 from __future__ import annotations
@@ -57,6 +59,40 @@ def raster_comparison(trainer: SplatTrainer, subset: int, backend: str) -> dict:
             "speedup": ref / fast}
 
 
+def step_breakdown(trainer: SplatTrainer, steps: int = 20) -> dict:
+    """Where a training step's time goes: ``steps`` more steps of the fitted model under the profiler
+    (after the evaluation, so the reported quality is unaffected), in ms per step. ``rasterize`` is
+    the rasterizer's forward, ``raster_backward`` its backward (the custom autograd functions of the
+    cpp/torch backends), ``loss`` the L1 + SSIM forward, ``backward_rest`` the rest of the backward
+    pass (mostly SSIM's), ``densify`` the statistics and the clone/split/prune steps, ``optimizer``
+    Adam, ``data`` picking the view and its image."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):  # warm-up
+        trainer.train_step()
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            trainer.train_step()
+    wall = (time.perf_counter() - t0) / steps
+    totals: dict = {}
+    raster_bwd = 0.0
+    for ev in prof.key_averages():
+        if ev.key.startswith("step."):
+            totals[ev.key[5:]] = ev.cpu_time_total / 1e3 / steps
+        elif ev.key in ("_CompositeCppBackward", "_ProjectCppBackward", "_CompositeBackward",
+                        "ProjectedCovarianceBackward", "_CombineBasesBackward"):
+            raster_bwd += ev.self_cpu_time_total / 1e3 / steps
+    out = {"ms_per_step_profiled": round(1000 * wall, 1), "gaussians": len(trainer.model)}
+    for k in ("data", "rasterize", "loss", "backward", "densify", "optimizer"):
+        out[k] = round(totals.get(k, 0.0), 1)
+    out["raster_backward"] = round(raster_bwd, 1)
+    out["backward_rest"] = round(out.pop("backward") - raster_bwd, 1)
+    accounted = sum(v for k, v in out.items() if k not in ("ms_per_step_profiled", "gaussians"))
+    out["rasterizer_share"] = round((out["rasterize"] + out["raster_backward"]) / max(accounted, 1e-9), 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path)
@@ -84,6 +120,7 @@ def main() -> None:
     ev = trainer.evaluate("test", save_renders=args.out is not None)
     peak_rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the reference's big tables
     raster = raster_comparison(trainer, args.ref_subset, args.backend)
+    breakdown = step_breakdown(trainer)
     figures = {
         "data": str(args.data), "preset": args.preset, "device": str(trainer.device), "steps": summary["steps"],
         "train_seconds": round(train_s, 1), "gaussians": summary["gaussians"],
@@ -91,7 +128,9 @@ def main() -> None:
         "render_ms_per_image": round(ev["ms_per_image"], 1),
         "peak_rss_mb_fit_and_eval": round(peak_rss_train, 1),
         "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if trainer.device.type == "cuda" else None,
+        "ms_per_step": round(1000 * train_s / max(summary["steps"], 1), 1),
         "raster_fwd_bwd": {k: round(v, 2) if isinstance(v, float) else v for k, v in raster.items()},
+        "step_breakdown_ms": breakdown,
     }
     print(json.dumps(figures, indent=2))
     if args.json:

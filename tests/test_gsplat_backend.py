@@ -206,9 +206,9 @@ def test_no_cuda_never_imports_gsplat(monkeypatch, caplog):
     fake = _install(monkeypatch, "works")
     st = gsplat_status("cuda:0")
     assert not st.usable and "no CUDA device" in st.reason and fake.calls == 0
-    # CPU tensors: auto is the torch rasterizer without any check or warning, explicit gsplat is an error
+    # CPU tensors: auto is the compiled CPU rasterizer without any gsplat check or warning, explicit gsplat is an error
     with caplog.at_level(logging.WARNING):
-        assert resolve_backend("auto", torch.device("cpu")) == "torch"
+        assert resolve_backend("auto", torch.device("cpu")) == "cpp"
     assert not _warnings(caplog)
     with pytest.raises(GsplatUnavailableError, match="needs CUDA tensors"):
         check_backend("gsplat", "cpu")

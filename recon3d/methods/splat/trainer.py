@@ -19,6 +19,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 from torch import Tensor
 
 from recon3d.core import Cameras
@@ -227,22 +228,30 @@ class SplatTrainer(PerSceneMethod):
         for name, opt in self.optimizers.items():
             if name == "means":
                 opt.param_groups[0]["lr"] = means_lr_at(step, cfg.max_steps, cfg.lrs, self.extent)
-        i = self._next_view()
-        cam = self.train_camera(i)
-        gt = self._image(i)
-        bg = self._background(1)
-        out = self._rasterize(cam, self.sh_degree_at(step), bg)
-        out.means2d.retain_grad()
-        pred = self.compensated(out.colors[0], out.alphas[0], i, bg)
-        l1 = (pred - gt).abs().mean()
-        loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * dssim_loss(pred, gt)
-        self._zero_grad()
-        loss.backward()
-        if step < self.densify_cfg.refine_stop:
-            self.strategy.accumulate(out.means2d, out.radii, int(cam.width[0]), int(cam.height[0]))
-        self._optimizer_step()
+        # the record_function labels cost nothing unless a profiler runs (scripts/bench_splat.py reports them)
+        with record_function("step.data"):
+            i = self._next_view()
+            cam = self.train_camera(i)
+            gt = self._image(i)
+            bg = self._background(1)
+        with record_function("step.rasterize"):
+            out = self._rasterize(cam, self.sh_degree_at(step), bg)
+            out.means2d.retain_grad()
+        with record_function("step.loss"):
+            pred = self.compensated(out.colors[0], out.alphas[0], i, bg)
+            l1 = (pred - gt).abs().mean()
+            loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * dssim_loss(pred, gt)
+        with record_function("step.backward"):
+            self._zero_grad()
+            loss.backward()
+        with record_function("step.densify"):
+            if step < self.densify_cfg.refine_stop:
+                self.strategy.accumulate(out.means2d, out.radii, int(cam.width[0]), int(cam.height[0]))
+        with record_function("step.optimizer"):
+            self._optimizer_step()
         self.step += 1
-        edits = self.strategy.step(self.step, self.model, self.optimizers, self.generator)
+        with record_function("step.densify"):
+            edits = self.strategy.step(self.step, self.model, self.optimizers, self.generator)
         with torch.no_grad():
             p = float(psnr(pred.detach().clamp(0, 1), gt))
         return {"loss": float(loss.detach()), "psnr": p, **edits}
