@@ -25,7 +25,7 @@ have_gpu() { command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; 
 need_apt=()
 if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then need_apt+=(libusb-1.0-0); fi
 if ! ldconfig -p 2>/dev/null | grep -q 'libgomp.so.1'; then need_apt+=(libgomp1); fi
-# the compiled CPU rasterizer (recon3d/core/gaussians/csrc) and gsplat's CUDA extension need a C++ compiler
+# the compiled CPU rasterizer (recon3d/core/csrc) and gsplat's CUDA extension need a C++ compiler
 if [ -z "${CXX:-}" ] && ! command -v g++ >/dev/null && ! command -v c++ >/dev/null; then need_apt+=(g++); fi
 if have_gpu; then  # gsplat compiles its CUDA extension: Python.h too
   $PY -c "import os,sys,sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 1)" \
@@ -80,7 +80,7 @@ fi
 $VENV/bin/python -c "import recon3d, torch, open3d; print('[bootstrap] ok: recon3d', recon3d.__version__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"
 # the compiled CPU rasterizer: built once (~2 s, cached in .venv/share/recon3d-native, rebuilt when its source
 # changes); without a compiler recon3d renders with the slower PyTorch rasterizer
-$VENV/bin/python -m recon3d.core.gaussians.native || true
+$VENV/bin/python -m recon3d.core.native || true
 
 # ---- GPU part: a CUDA compiler for torch, then gsplat's CUDA extension built once and checked
 gpu_setup() {

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from recon3d.core.gaussians import CppUnavailableError, Gaussians, check_backend, rasterize
-from recon3d.core.gaussians import native
+from recon3d.core import native
 
 pytestmark = pytest.mark.skipif(not native.native_available(), reason="no C++ compiler: compiled rasterizer unbuilt")
 
@@ -214,8 +214,12 @@ def test_library_is_cached_and_rebuilt_for_a_changed_source(tmp_path, monkeypatc
     assert first.parent == tmp_path and first.exists()
     mtime = first.stat().st_mtime_ns
     assert native.build() == first and first.stat().st_mtime_ns == mtime  # cached
-    src = tmp_path / "raster_cpu.cpp"
-    src.write_text(native.SOURCE.read_text() + "\n// edited\n")
-    monkeypatch.setattr(native, "SOURCE", src)
+    srcs = []
+    for orig in native.SOURCES:
+        (tmp_path / "src").mkdir(exist_ok=True)
+        srcs.append(tmp_path / "src" / orig.name)
+        srcs[-1].write_text(orig.read_text())
+    srcs[0].write_text(srcs[0].read_text() + "\n// edited\n")
+    monkeypatch.setattr(native, "SOURCES", srcs)
     second = native.build()
     assert second != first and second.exists()

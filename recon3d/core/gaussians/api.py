@@ -3,7 +3,7 @@
 Backends:
   * ``"gsplat"``: gsplat's CUDA rasterizer (``gsplat.rasterization``), CUDA tensors only.
   * ``"cpp"``: recon3d's compiled, multi-threaded CPU rasterizer (:mod:`.rasterize_cpp`, C++/OpenMP
-    built with the system compiler by :mod:`.native`), CPU tensors, float32 or float64.
+    built with the system compiler by :mod:`recon3d.core.native`), CPU tensors, float32 or float64.
   * ``"torch"``: recon3d's pure-PyTorch tile rasterizer (:mod:`.rasterize_torch`), any device,
     float32 or float64, hand-written backward: the readable twin of ``"cpp"`` and its reference in
     the tests.
@@ -11,7 +11,7 @@ Backends:
   * ``"auto"`` (default): for CUDA tensors ``"gsplat"`` when gsplat really works on their device
     (:func:`.rasterize_gsplat.gsplat_status`: its CUDA extension loads and a tiny rasterization
     succeeds; checked once per process and device), else ``"torch"`` on the same device; for CPU
-    tensors ``"cpp"`` when the compiled library builds and loads (:func:`.native.native_status`,
+    tensors ``"cpp"`` when the compiled library builds and loads (:func:`recon3d.core.native.native_status`,
     once per process), else ``"torch"``. Each fallback logs a one-line warning (once) saying why and
     how to fix it. The environment variable ``RECON3D_RASTER_BACKEND``
     (``cpp``/``torch``/``gsplat``/``reference``/``auto``) overrides ``"auto"``; an explicit
@@ -89,7 +89,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         backend = "torch"
         if device.type == "cpu":
-            from .native import native_status
+            from ..native import native_status
 
             status = native_status()
             if status.usable:
@@ -118,7 +118,7 @@ def _warn_cpp_fallback(reason: str) -> None:
 
         logging.getLogger(__name__).warning(
             "compiled CPU rasterizer unusable (%s); using the PyTorch rasterizer instead (several times slower). "
-            "Fix: install a C++ compiler (apt-get install g++) and run `python -m recon3d.core.gaussians.native`",
+            "Fix: install a C++ compiler (apt-get install g++) and run `python -m recon3d.core.native`",
             reason)
 
 
@@ -132,7 +132,7 @@ def require_cpp(device: torch.device) -> None:
     if device.type != "cpu":
         raise CppUnavailableError(f"the cpp rasterizer renders CPU tensors, not {device}; use --backend auto, "
                                   "torch or gsplat there")
-    from .native import native_status
+    from ..native import native_status
 
     status = native_status()
     if not status.usable:

@@ -3,7 +3,7 @@
 Same 2D Gaussians and the same outputs as the PyTorch tile rasterizer (:mod:`.rasterize_torch`, the
 readable twin and the reference in the tests): projection, SH colors, visibility and the depth sort
 run in PyTorch (:func:`.common.prepare`, autograd), and the per-pixel work runs in C++/OpenMP
-(``csrc/raster_cpu.cpp``, built by :mod:`.native`):
+(``recon3d/core/csrc/raster_cpu.cpp``, built by :mod:`recon3d.core.native`):
 
 1. Bin: each depth-sorted pair is listed in every ``tile x tile`` tile its support box touches (two
    linear passes, lists come out front to back).
@@ -31,7 +31,7 @@ from torch.autograd.function import once_differentiable
 
 from .common import NUM_COLS, depth_order, finish_outputs, view_colors
 from .gaussians import Gaussians
-from .native import native_status
+from ..native import native_status
 from .projection import EPS2D, project_gaussians, visibility
 from .sh import num_sh_bases
 

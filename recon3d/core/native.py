@@ -1,6 +1,8 @@
-"""Build and load the compiled CPU rasterizer (``csrc/raster_cpu.cpp``).
+"""Build and load recon3d's compiled CPU kernels (``recon3d/core/csrc/*.cpp``, one shared library): the
+Gaussian rasterizer (``raster_cpu.cpp``, see :mod:`recon3d.core.gaussians.rasterize_cpp`) and the hash-grid
+encoding (``hashgrid_cpu.cpp``, see :mod:`recon3d.core.encodings`).
 
-The kernel is plain C++ with OpenMP behind a C ABI, compiled with the system compiler (``g++`` or
+The kernels are plain C++ with OpenMP behind a C ABI, compiled with the system compiler (``g++`` or
 ``$CXX``) and loaded with :mod:`ctypes`. Why this and not numba or a PyTorch C++ extension: it needs
 nothing from the package registries (numba would add a ~40 MB LLVM and compile every kernel on first
 use; torch's extension helpers need ninja, compile PyTorch's headers for a minute and break across
@@ -8,8 +10,8 @@ torch versions, see gsplat's JIT build), it builds in about 2 seconds, and it do
 torch ABI, so any torch (CPU or CUDA build) can call it.
 
 Where the library goes: ``$RECON3D_NATIVE_DIR``, else ``<sys.prefix>/share/recon3d-native`` (inside
-the virtual environment, made at set-up by ``python -m recon3d.core.gaussians.native``), else
-``~/.cache/recon3d/native``. The file name carries a hash of the source, the compiler command and the
+the virtual environment, made at set-up by ``python -m recon3d.core.native``), else
+``~/.cache/recon3d/native``. The file name carries a hash of the sources, the compiler command and the
 CPU's instruction-set flags (it is compiled with ``-march=native``), so an edited source or a copied
 environment on another CPU rebuilds. A missing library is built on first use (once, under a file
 lock, written atomically), with a log line.
@@ -38,7 +40,8 @@ from typing import Optional
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("csrc") / "raster_cpu.cpp"
+SOURCE_DIR = Path(__file__).with_name("csrc")
+SOURCES = sorted(SOURCE_DIR.glob("*.cpp"))
 ENV_DIR = "RECON3D_NATIVE_DIR"
 ENV_CXX = "CXX"
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
@@ -84,9 +87,10 @@ def _candidate_dirs() -> list[Path]:
 
 def library_name(cxx: str) -> str:
     h = hashlib.sha256()
-    h.update(SOURCE.read_bytes())
+    for src in SOURCES:
+        h.update(src.name.encode() + b"\0" + src.read_bytes())
     h.update(" ".join([cxx, *FLAGS, platform.machine(), _cpu_flags()]).encode())
-    return f"raster_cpu-{h.hexdigest()[:16]}.so"
+    return f"recon3d_cpu-{h.hexdigest()[:16]}.so"
 
 
 def build(verbose: bool = False) -> Path:
@@ -109,19 +113,19 @@ def build(verbose: bool = False) -> Path:
                     return target
                 fd, tmp = tempfile.mkstemp(dir=d, suffix=".so.tmp")
                 os.close(fd)
-                cmd = [*shlex.split(cxx), *FLAGS, str(SOURCE), "-o", tmp]
+                cmd = [*shlex.split(cxx), *FLAGS, *(str(src) for src in SOURCES), "-o", tmp]
                 t0 = time.perf_counter()
-                log.info("compiling the CPU rasterizer: %s", " ".join(cmd))
+                log.info("compiling recon3d's CPU kernels: %s", " ".join(cmd))
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 if res.returncode != 0:
                     os.unlink(tmp)
                     first = (res.stderr.strip().splitlines() or ["(no output)"])[0]
-                    raise RuntimeError(f"compiling {SOURCE.name} with {cxx} failed: {first}")
+                    raise RuntimeError(f"compiling {SOURCE_DIR} with {cxx} failed: {first}")
                 os.replace(tmp, target)
-                for old in d.glob("raster_cpu-*.so"):  # builds of earlier sources (safe on Linux if mapped)
+                for old in [*d.glob("recon3d_cpu-*.so"), *d.glob("raster_cpu-*.so")]:  # builds of earlier sources (safe on Linux if mapped)
                     if old != target:
                         old.unlink(missing_ok=True)
-                msg = f"compiled the CPU rasterizer in {time.perf_counter() - t0:.1f} s: {target}"
+                msg = f"compiled recon3d's CPU kernels in {time.perf_counter() - t0:.1f} s: {target}"
                 (print if verbose else log.info)(msg)
                 return target
         except PermissionError as exc:  # read-only environment: try the next place
@@ -144,6 +148,12 @@ def _bind(lib: ctypes.CDLL) -> None:
         b = getattr(lib, f"rc_backward_{suffix}")
         b.restype = None
         b.argtypes = [i32, i32, i32, i32, p, p, p, p, p, p, p, p, i32]
+        h = getattr(lib, f"hg_forward_{suffix}")
+        h.restype = None
+        h.argtypes = [i64, p, i32, i32, p, p, p, p, p, i64, p, i32]
+        hb = getattr(lib, f"hg_backward_{suffix}")
+        hb.restype = None
+        hb.argtypes = [i64, p, i32, i32, p, p, p, p, i64, p, p, i32]
         r = getattr(lib, f"rc_reduce_{suffix}")
         r.restype = None
         r.argtypes = [i64, p, p, p, p, i32]
@@ -187,7 +197,7 @@ def native_available() -> bool:
 
 
 def main() -> int:
-    """``python -m recon3d.core.gaussians.native``: build at set-up and say whether it works."""
+    """``python -m recon3d.core.native``: build at set-up and say whether it works."""
     logging.basicConfig(level=logging.INFO, format="[native] %(message)s")
     try:
         path = build(verbose=True)

@@ -2,7 +2,7 @@
 //
 // The C-ABI twin of recon3d/core/gaussians/rasterize_torch.py (same 2D Gaussians, same alpha rules,
 // same outputs); projection, SH and the public outputs stay in PyTorch (common.prepare / finish).
-// Built by recon3d/core/gaussians/native.py with the system C++ compiler and OpenMP, loaded with
+// Built by recon3d/core/native.py with the system C++ compiler and OpenMP, loaded with
 // ctypes (plain pointers, no PyTorch headers: builds in seconds and does not depend on the torch ABI).
 //
 // Data layout (all row-major, contiguous):
