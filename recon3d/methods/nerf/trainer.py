@@ -41,6 +41,7 @@ from recon3d.runtime.device import maybe_compile
 from .config import NerfConfig
 from .model import NerfField
 from .renderer import grid_cells_to_update, march_rays, march_step_and_grid_threshold, render_rays, shade_samples
+from recon3d.runtime.optim import adam
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class NerfTrainer(RayTrainer):
         self.step_size, self.grid_threshold = march_step_and_grid_threshold(
             self.box.aabb, cfg.march.num_steps, cfg.grid_alpha_threshold)
         enc, mlps = self.field.parameter_groups()
-        self.optimizer = torch.optim.Adam(
+        self.optimizer = adam(
             [{"params": enc, "weight_decay": 0.0}, {"params": mlps, "weight_decay": cfg.weight_decay_mlp}],
             lr=cfg.lr, betas=(0.9, 0.99), eps=1e-15)
         self.rays_per_batch = int(cfg.rays_per_batch)

@@ -37,6 +37,7 @@ from .losses import cos_anneal_ratio, neus_loss_terms, weighted_neus_losses
 from .meshing import clipped_world_sdf, extract_sdf_mesh
 from .model import SdfField
 from .rendering import render_neus
+from recon3d.runtime.optim import adam
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class SdfTrainer(RayTrainer):
         groups = [{"params": rest, "lr": cfg.lr, "base_lr": cfg.lr}]
         if grid_params:
             groups.append({"params": grid_params, "lr": cfg.lr_grid, "base_lr": cfg.lr_grid})
-        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+        self.optimizer = adam(groups, betas=(0.9, 0.99), eps=1e-15)
         self.train_background = bg = self._resolve_train_background(cfg.background, self.data.has_alpha)
         self.mask_source = None
         if cfg.mask_weight > 0:

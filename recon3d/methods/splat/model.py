@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from recon3d.core.gaussians import Gaussians
 from recon3d.core.gaussians.sh import rgb_to_sh0
+from recon3d.runtime.optim import adam
 
 PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh0", "shN")
 
@@ -126,7 +127,7 @@ def make_optimizers(model: GaussianModel, lrs: LearningRates, extent: float) -> 
     out = {}
     for name, p in model.params().items():
         lr = getattr(lrs, name) * (extent if name == "means" else 1.0)
-        out[name] = torch.optim.Adam([p], lr=lr, eps=1e-15)
+        out[name] = adam([p], lr=lr, eps=1e-15)
     return out
 
 

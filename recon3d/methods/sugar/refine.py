@@ -32,6 +32,7 @@ from recon3d.core.gaussians import Gaussians, rasterize, rgb_to_sh0, sh0_to_rgb
 from recon3d.core.metrics import dssim_loss, psnr
 from recon3d.mesh import TriangleMesh
 from recon3d.methods.splat.model import GaussianModel
+from recon3d.runtime.optim import adam
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def refine_bound_gaussians(bound: BoundGaussians, cameras, images: list[Tensor],
     imgs = [torch.as_tensor(im, dtype=torch.float32, device=dev)[..., :3] for im in images]
     groups = [("vertices", cfg.vertices_lr * extent), ("log_scales", cfg.scales_lr), ("angles", cfg.angles_lr),
               ("opacity_logits", cfg.opacity_lr), ("sh0", cfg.sh0_lr), ("shN", cfg.shN_lr)]
-    opt = torch.optim.Adam([{"params": [getattr(bound, n)], "lr": lr} for n, lr in groups], eps=1e-15)
+    opt = adam([{"params": [getattr(bound, n)], "lr": lr} for n, lr in groups], eps=1e-15)
     adjacency = torch.as_tensor(face_adjacency(bound.faces.cpu().numpy()), device=dev)
     gen = torch.Generator().manual_seed(cfg.seed)
     bg = None if background is None else background.to(dev).reshape(1, 3)
