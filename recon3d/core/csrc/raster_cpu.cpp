@@ -128,6 +128,25 @@ static inline int count_set(const I& m) {
   return n;
 }
 
+template <typename I>
+static inline bool any_set(const I& m) {
+#if defined(__AVX__)
+  if constexpr (sizeof(I) == 32 && sizeof(m[0]) == 4) {
+    return _mm256_movemask_ps(reinterpret_cast<__m256>(m)) != 0;
+  }
+#endif
+  for (int l = 0; l < V; ++l)
+    if (m[l]) return true;
+  return false;
+}
+
+// sigma above which alpha = opacity * exp(-sigma) <= 1/255 for sure: log(255 * opacity) plus a margin that
+// covers the rounding of the exp, so skipping such chunks never changes a result.
+template <typename S>
+static inline S sigma_cut(S op) {
+  return std::log(std::max(op, S(1e-30)) / static_cast<S>(ALPHA_MIN)) + S(1e-3);
+}
+
 template <typename S>
 void forward_impl(int C, int H, int W, int tile, const S* pairs, const int32_t* box, const int64_t* tile_start,
                   const int32_t* entries, S* out, S* tfinal, int32_t* last, int nthreads) {
@@ -177,6 +196,7 @@ void forward_impl(int C, int H, int W, int tile, const S* pairs, const int32_t* 
       if (x1 <= x0 || y1 <= y0) continue;
       const int ch0 = (x0 - tg.px0) / V, ch1 = (x1 - 1 - tg.px0) / V + 1;
       const I kk = I{} + static_cast<Idx>(k);
+      const S cut = sigma_cut(op);
       for (int y = y0; y < y1; ++y) {
         const int r = y - tg.py0;
         const S dy = static_cast<S>(y) + S(0.5) - my;
@@ -187,6 +207,7 @@ void forward_impl(int C, int H, int W, int tile, const S* pairs, const int32_t* 
           const int i = r * tile + ch * V;
           const F dx = lane + (static_cast<S>(tg.px0 + ch * V) + S(0.5) - mx);
           const F sigma = S(0.5) * A * dx * dx + hcy + bdy * dx;
+          if (!any_set(sigma < cut)) continue;  // the ellipse misses these 8 pixels
           F a = op * Vec<S>::exp(-sigma);
           a = a < amax ? a : F{} + amax;
           const F Ti = vload<F>(T + i);
@@ -292,6 +313,7 @@ void backward_impl(int C, int H, int W, int tile, const S* pairs, const int32_t*
       }
       const int ch0 = (x0 - tg.px0) / V, ch1 = (x1 - 1 - tg.px0) / V + 1;
       const I kk = I{} + static_cast<Idx>(k);
+      const S cut = sigma_cut(op);
       F gmx{}, gmy{}, gA{}, gB{}, gC{}, gop{}, gr{}, gg{}, gb{}, gz{};
       for (int y = y0; y < y1; ++y) {
         const int r = y - tg.py0;
@@ -302,6 +324,7 @@ void backward_impl(int C, int H, int W, int tile, const S* pairs, const int32_t*
           const int i = r * tile + ch * V;
           const F dx = lane + (static_cast<S>(tg.px0 + ch * V) + S(0.5) - mx);
           const F sigma = S(0.5) * A * dx * dx + hcy + bdy * dx;
+          if (!any_set(sigma < cut)) continue;
           const F e = Vec<S>::exp(-sigma);
           const F araw = op * e;
           const F a = araw < amax ? araw : F{} + amax;
@@ -602,6 +625,13 @@ void project_bwd_impl(int64_t N, int C, const S* means, const S* quats, const S*
         for (int ci = 0; ci < nc; ++ci) {
           const Cam<S>& cm = cams[ci];
           const int64_t e = static_cast<int64_t>(cb + ci) * N + n;
+          {  // most (camera, Gaussian) entries of a training view get no gradient at all: skip them
+            const S* q = g_conics + 3 * e;
+            const S* r = g_rgb + 3 * e;
+            if (g_means2d[2 * e] == 0 && g_means2d[2 * e + 1] == 0 && q[0] == 0 && q[1] == 0 && q[2] == 0 &&
+                g_opac[e] == 0 && r[0] == 0 && r[1] == 0 && r[2] == 0 && g_depths[e] == 0)
+              continue;
+          }
           Proj<S> p;
           project_one(cm, mu, M, near, far, eps2d, antialiased != 0, p);
           S gx = 0, gy = 0, gz = g_depths[e];
