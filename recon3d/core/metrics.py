@@ -9,6 +9,7 @@ tensors of shape ``(N, 3)`` in world units; they return plain Python floats.
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
@@ -136,6 +137,8 @@ def ssim(
         SSIM in ``[-1, 1]`` (1 for identical images), shape depending on ``reduction``.
     """
     _check_image_pair(pred, target, "ssim")
+    if reduction == "mean" and _native_ssim_ok(pred, target, window):
+        return _SsimCpp.apply(pred, target, window, sigma, data_range)
     if pred.ndim not in (3, 4):
         raise ValueError(f"ssim: expected (H, W, C) or (B, H, W, C), got {tuple(pred.shape)}")
     if window < 1 or window % 2 == 0:
@@ -175,6 +178,76 @@ def ssim(
         return out[0] if unbatched else out
     out = smap.permute(0, 2, 3, 1)  # (B, H', W', C)
     return out[0] if unbatched else out
+
+
+ENV_SSIM = "RECON3D_SSIM"  # "auto" (default): the compiled kernel on CPU where it applies; "torch"
+
+
+def _native_ssim_ok(pred: Tensor, target: Tensor, window: int) -> bool:
+    """Whether :func:`ssim` (mean) can run in the compiled kernel ``recon3d/core/csrc/ssim_cpu.cpp``: CPU
+    float32/float64 images of one dtype, gradients wanted for ``pred`` only (the training loss), at most
+    16 channels, image at least the window. ``RECON3D_SSIM=torch`` forces the PyTorch formulation."""
+    mode = os.environ.get(ENV_SSIM, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "torch"):
+        raise ValueError(f"{ENV_SSIM}={mode!r} is not one of auto, torch")
+    if mode == "torch" or pred.device.type != "cpu" or target.device.type != "cpu":
+        return False
+    if pred.dtype not in (torch.float32, torch.float64) or target.dtype != pred.dtype or target.requires_grad:
+        return False
+    if pred.ndim not in (3, 4) or pred.shape[-1] > 16 or window < 1 or window % 2 == 0:
+        return False
+    if min(pred.shape[-3], pred.shape[-2]) < window:
+        return False
+    from .native import native_status
+
+    return native_status().usable
+
+
+class _SsimCpp(torch.autograd.Function):
+    """Mean SSIM of (H, W, C) or (B, H, W, C) images in the compiled kernel (gradient for ``pred``)."""
+
+    @staticmethod
+    def forward(ctx, pred, target, window, sigma, data_range):
+        from .native import native_status
+
+        lib = native_status().lib
+        sfx = "f32" if pred.dtype == torch.float32 else "f64"
+        x = pred.detach().contiguous()
+        y = target.detach().contiguous()
+        if x.ndim == 3:
+            x, y = x[None], y[None]
+        B, H, W, C = x.shape
+        Ho, Wo = H - window + 1, W - window + 1
+        g = _gaussian_kernel_1d(window, sigma, x.dtype, x.device).contiguous()
+        c1 = (SSIM_K1 * data_range) ** 2
+        c2 = (SSIM_K2 * data_range) ** 2
+        stats = torch.empty(B, Ho, Wo, C, 5, dtype=x.dtype)
+        smap = torch.empty(B, Ho, Wo, C, dtype=x.dtype)
+        nt = torch.get_num_threads()
+        for b in range(B):
+            getattr(lib, f"ssim_forward_{sfx}")(H, W, C, x[b].data_ptr(), y[b].data_ptr(), g.data_ptr(), window, c1,
+                                                c2, stats[b].data_ptr(), smap[b].data_ptr(), nt)
+        ctx.save_for_backward(x, y, g, stats)
+        ctx.consts = (window, c1, c2, pred.ndim)
+        return smap.mean()
+
+    @staticmethod
+    def backward(ctx, gout):
+        from .native import native_status
+
+        lib = native_status().lib
+        x, y, g, stats = ctx.saved_tensors
+        window, c1, c2, ndim = ctx.consts
+        B, H, W, C = x.shape
+        Ho, Wo = H - window + 1, W - window + 1
+        scale = float(gout) / (B * Ho * Wo * C)
+        gx = torch.empty_like(x)
+        sfx = "f32" if x.dtype == torch.float32 else "f64"
+        nt = torch.get_num_threads()
+        for b in range(B):
+            getattr(lib, f"ssim_backward_{sfx}")(H, W, C, x[b].data_ptr(), y[b].data_ptr(), g.data_ptr(), window, c1,
+                                                 c2, stats[b].data_ptr(), scale, gx[b].data_ptr(), nt)
+        return (gx[0] if ndim == 3 else gx), None, None, None, None
 
 
 def dssim_loss(pred: Tensor, target: Tensor, **ssim_kwargs) -> Tensor:

@@ -1,6 +1,7 @@
 """Build and load recon3d's compiled CPU kernels (``recon3d/core/csrc/*.cpp``, one shared library): the
 Gaussian rasterizer (``raster_cpu.cpp``, see :mod:`recon3d.core.gaussians.rasterize_cpp`) and the hash-grid
-encoding (``hashgrid_cpu.cpp``, see :mod:`recon3d.core.encodings`).
+encoding (``hashgrid_cpu.cpp``, see :mod:`recon3d.core.encodings`) and the SSIM loss (``ssim_cpu.cpp``, see
+:func:`recon3d.core.metrics.ssim`).
 
 The kernels are plain C++ with OpenMP behind a C ABI, compiled with the system compiler (``g++`` or
 ``$CXX``) and loaded with :mod:`ctypes`. Why this and not numba or a PyTorch C++ extension: it needs
@@ -148,12 +149,19 @@ def _bind(lib: ctypes.CDLL) -> None:
         b = getattr(lib, f"rc_backward_{suffix}")
         b.restype = None
         b.argtypes = [i32, i32, i32, i32, p, p, p, p, p, p, p, p, i32]
+        d = ctypes.c_double
         h = getattr(lib, f"hg_forward_{suffix}")
         h.restype = None
         h.argtypes = [i64, p, i32, i32, p, p, p, p, p, i64, p, i32]
         hb = getattr(lib, f"hg_backward_{suffix}")
         hb.restype = None
         hb.argtypes = [i64, p, i32, i32, p, p, p, p, i64, p, p, i32]
+        sf = getattr(lib, f"ssim_forward_{suffix}")
+        sf.restype = None
+        sf.argtypes = [i32, i32, i32, p, p, p, i32, d, d, p, p, i32]
+        sb = getattr(lib, f"ssim_backward_{suffix}")
+        sb.restype = None
+        sb.argtypes = [i32, i32, i32, p, p, p, i32, d, d, p, d, p, i32]
         r = getattr(lib, f"rc_reduce_{suffix}")
         r.restype = None
         r.argtypes = [i64, p, p, p, p, i32]
