@@ -134,51 +134,41 @@ def build(verbose: bool = False) -> Path:
     raise RuntimeError(f"cannot write the compiled rasterizer anywhere ({'; '.join(errors)}); set {ENV_DIR}")
 
 
+_P, _I32, _I64, _F64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double
+#: argument types of the typed entry points (each exists as NAME_f32 and NAME_f64); all return void
+_TYPED = {
+    "rc_forward": [_I32] * 4 + [_P] * 7 + [_I32],
+    "rc_backward": [_I32] * 4 + [_P] * 8 + [_I32],
+    "rc_reduce": [_I64] + [_P] * 4 + [_I32],
+    "rc_project_fwd": [_I64, _I32] + [_P] * 5 + [_I32] * 2 + [_P] * 2 + [_I32] * 2 + [_F64] * 3 + [_I32]
+                      + [_P] * 8 + [_I32],
+    "rc_project_bwd": [_I64, _I32] + [_P] * 5 + [_I32] * 2 + [_P] * 2 + [_I32] * 2 + [_F64] * 3 + [_I32]
+                      + [_P] * 10 + [_I32],
+    "rc_gather": [_I64] + [_P] * 7 + [_I32],
+    "rc_scatter": [_I64] + [_P] * 7 + [_I32],
+    "hg_forward": [_I64, _P, _I32, _I32] + [_P] * 5 + [_I64, _P, _I32],
+    "hg_backward": [_I64, _P, _I32, _I32] + [_P] * 4 + [_I64, _P, _P, _I32],
+    "ssim_forward": [_I32] * 3 + [_P] * 3 + [_I32, _F64, _F64, _P, _P, _I32],
+    "ssim_backward": [_I32] * 3 + [_P] * 3 + [_I32, _F64, _F64, _P, _F64, _P, _I32],
+}
+#: untyped entry points: (return type, argument types)
+_PLAIN = {
+    "rc_abi_version": (_I32, []),
+    "rc_max_tile": (_I32, []),
+    "rc_max_threads": (_I32, []),
+    "rc_bin_count": (_I64, [_I64, _P, _P, _I32, _I32, _I32, _P, _P]),
+    "rc_bin_fill": (None, [_I64, _P, _P, _I32, _I32, _I32, _P, _P, _P]),
+}
+
+
 def _bind(lib: ctypes.CDLL) -> None:
-    p, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
-    lib.rc_abi_version.restype = i32
-    lib.rc_max_tile.restype = i32
-    lib.rc_bin_count.restype = i64
-    lib.rc_bin_count.argtypes = [i64, p, p, i32, i32, i32, p, p]
-    lib.rc_bin_fill.restype = None
-    lib.rc_bin_fill.argtypes = [i64, p, p, i32, i32, i32, p, p, p]
-    for suffix in ("f32", "f64"):
-        f = getattr(lib, f"rc_forward_{suffix}")
-        f.restype = None
-        f.argtypes = [i32, i32, i32, i32, p, p, p, p, p, p, p, i32]
-        b = getattr(lib, f"rc_backward_{suffix}")
-        b.restype = None
-        b.argtypes = [i32, i32, i32, i32, p, p, p, p, p, p, p, p, i32]
-        d = ctypes.c_double
-        h = getattr(lib, f"hg_forward_{suffix}")
-        h.restype = None
-        h.argtypes = [i64, p, i32, i32, p, p, p, p, p, i64, p, i32]
-        hb = getattr(lib, f"hg_backward_{suffix}")
-        hb.restype = None
-        hb.argtypes = [i64, p, i32, i32, p, p, p, p, i64, p, p, i32]
-        sf = getattr(lib, f"ssim_forward_{suffix}")
-        sf.restype = None
-        sf.argtypes = [i32, i32, i32, p, p, p, i32, d, d, p, p, i32]
-        sb = getattr(lib, f"ssim_backward_{suffix}")
-        sb.restype = None
-        sb.argtypes = [i32, i32, i32, p, p, p, i32, d, d, p, d, p, i32]
-        r = getattr(lib, f"rc_reduce_{suffix}")
-        r.restype = None
-        r.argtypes = [i64, p, p, p, p, i32]
-        d = ctypes.c_double
-        pf = getattr(lib, f"rc_project_fwd_{suffix}")
-        pf.restype = None
-        pf.argtypes = [i64, i32, p, p, p, p, p, i32, i32, p, p, i32, i32, d, d, d, i32, p, p, p, p, p, p, p, p, i32]
-        pb = getattr(lib, f"rc_project_bwd_{suffix}")
-        pb.restype = None
-        pb.argtypes = [i64, i32, p, p, p, p, p, i32, i32, p, p, i32, i32, d, d, d, i32, p, p, p, p, p, p, p, p, p,
-                       p, i32]
-        ga = getattr(lib, f"rc_gather_{suffix}")
-        ga.restype = None
-        ga.argtypes = [i64, p, p, p, p, p, p, p, i32]
-        sc = getattr(lib, f"rc_scatter_{suffix}")
-        sc.restype = None
-        sc.argtypes = [i64, p, p, p, p, p, p, p, i32]
+    for name, (restype, argtypes) in _PLAIN.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    for name, argtypes in _TYPED.items():
+        for suffix in ("f32", "f64"):
+            fn = getattr(lib, f"{name}_{suffix}")
+            fn.restype, fn.argtypes = None, argtypes
 
 
 _STATUS: Optional[NativeStatus] = None

@@ -147,6 +147,34 @@ static inline S sigma_cut(S op) {
   return std::log(std::max(op, S(1e-30)) / static_cast<S>(ALPHA_MIN)) + S(1e-3);
 }
 
+// One list entry's pair as the compositing loops read it: its table row, its box clipped to the tile, and
+// a prefetch of the pair PREFETCH entries further along the list.
+template <typename S>
+struct PairView {
+  S mx, my, A, B, Cc, op, cr, cg, cb, cz;
+  int x0, x1, y0, y1;
+  bool empty() const { return x1 <= x0 || y1 <= y0; }
+};
+
+template <typename S>
+static inline PairView<S> load_pair(const S* pairs, const int32_t* box, const int32_t* entries, int64_t k,
+                                    int64_t ahead, const TileGeom& tg) {
+  if (ahead >= 0) {  // pairs are read in tile order, not memory order: fetch ahead
+    const int64_t mp = entries[ahead];
+    __builtin_prefetch(pairs + mp * NC);
+    __builtin_prefetch(box + mp * 4);
+  }
+  const int64_t m = entries[k];
+  const S* g = pairs + m * NC;
+  const int32_t* b = box + m * 4;
+  PairView<S> p;
+  p.mx = g[0]; p.my = g[1]; p.A = g[2]; p.B = g[3]; p.Cc = g[4]; p.op = g[5];
+  p.cr = g[6]; p.cg = g[7]; p.cb = g[8]; p.cz = g[9];
+  p.x0 = std::max(b[0], tg.px0); p.x1 = std::min(b[1], tg.px1);
+  p.y0 = std::max(b[2], tg.py0); p.y1 = std::min(b[3], tg.py1);
+  return p;
+}
+
 template <typename S>
 void forward_impl(int C, int H, int W, int tile, const S* pairs, const int32_t* box, const int64_t* tile_start,
                   const int32_t* entries, S* out, S* tfinal, int32_t* last, int nthreads) {
@@ -181,19 +209,11 @@ void forward_impl(int C, int H, int W, int tile, const S* pairs, const int32_t* 
     }
     const int64_t kend = tile_start[t + 1];
     for (int64_t k = tile_start[t]; k < kend && alive > 0; ++k) {
-      if (k + PREFETCH < kend) {  // pairs are read in tile order, not memory order: fetch ahead
-        const int64_t mp = entries[k + PREFETCH];
-        __builtin_prefetch(pairs + mp * NC);
-        __builtin_prefetch(box + mp * 4);
-      }
-      const int64_t m = entries[k];
-      const S* g = pairs + m * NC;
-      const int32_t* b = box + m * 4;
-      const S mx = g[0], my = g[1], A = g[2], B = g[3], Cc = g[4], op = g[5];
-      const S cr = g[6], cg = g[7], cb = g[8], cz = g[9];
-      const int x0 = std::max(b[0], tg.px0), x1 = std::min(b[1], tg.px1);
-      const int y0 = std::max(b[2], tg.py0), y1 = std::min(b[3], tg.py1);
-      if (x1 <= x0 || y1 <= y0) continue;
+      const PairView<S> pv = load_pair(pairs, box, entries, k, k + PREFETCH < kend ? k + PREFETCH : -1, tg);
+      if (pv.empty()) continue;
+      const S mx = pv.mx, my = pv.my, A = pv.A, B = pv.B, Cc = pv.Cc, op = pv.op;
+      const S cr = pv.cr, cg = pv.cg, cb = pv.cb, cz = pv.cz;
+      const int x0 = pv.x0, x1 = pv.x1, y0 = pv.y0, y1 = pv.y1;
       const int ch0 = (x0 - tg.px0) / V, ch1 = (x1 - 1 - tg.px0) / V + 1;
       const I kk = I{} + static_cast<Idx>(k);
       const S cut = sigma_cut(op);
@@ -294,20 +314,12 @@ void backward_impl(int C, int H, int W, int tile, const S* pairs, const int32_t*
     // entries after every pixel's last contribution get zero gradient
     for (int64_t k = std::max<int64_t>(kmax + 1, k0); k < k1; ++k) std::memset(gentries + k * NC, 0, NC * sizeof(S));
     for (int64_t k = kmax; k >= k0; --k) {
-      if (k - PREFETCH >= k0) {
-        const int64_t mp = entries[k - PREFETCH];
-        __builtin_prefetch(pairs + mp * NC);
-        __builtin_prefetch(box + mp * 4);
-      }
-      const int64_t m = entries[k];
-      const S* g = pairs + m * NC;
-      const int32_t* b = box + m * 4;
-      const S mx = g[0], my = g[1], A = g[2], B = g[3], Cc = g[4], op = g[5];
-      const S cr = g[6], cg = g[7], cb = g[8], cz = g[9];
-      const int x0 = std::max(b[0], tg.px0), x1 = std::min(b[1], tg.px1);
-      const int y0 = std::max(b[2], tg.py0), y1 = std::min(b[3], tg.py1);
+      const PairView<S> pv = load_pair(pairs, box, entries, k, k - PREFETCH >= k0 ? k - PREFETCH : -1, tg);
+      const S mx = pv.mx, my = pv.my, A = pv.A, B = pv.B, Cc = pv.Cc, op = pv.op;
+      const S cr = pv.cr, cg = pv.cg, cb = pv.cb, cz = pv.cz;
+      const int x0 = pv.x0, x1 = pv.x1, y0 = pv.y0, y1 = pv.y1;
       S* ge = gentries + k * NC;
-      if (x1 <= x0 || y1 <= y0) {
+      if (pv.empty()) {
         std::memset(ge, 0, NC * sizeof(S));
         continue;
       }
