@@ -1,7 +1,7 @@
 """recon3d's Gaussian splatting as a nerfstudio ``Model`` (``ns-train recon3d-splat``).
 
 What runs is recon3d's: :class:`recon3d.methods.splat.model.GaussianModel` (parameters and
-activations), :func:`recon3d.core.gaussians.rasterize` (gsplat on CUDA tensors, recon3d's PyTorch
+activations), :func:`recon3d.core.gaussians.rasterize` (gsplat on CUDA tensors, recon3d's compiled
 tile rasterizer on CPU), :class:`recon3d.methods.splat.strategy.DensifyStrategy` (clone / split /
 prune / opacity reset, scheduled like ``recon3d fit``) and recon3d's L1 + D-SSIM loss. nerfstudio
 supplies the data (its dataparser, full-image data manager with undistorted pinhole images), the
@@ -91,7 +91,8 @@ class Recon3dSplatModelConfig(ModelConfig):
     scale_schedule_to_steps: bool = True
     """Stretch the densification and SH schedules from 30k steps to --max-num-iterations, like recon3d fit."""
     backend: Literal["auto", "cpp", "torch", "gsplat"] = "auto"
-    """recon3d rasterizer backend (auto: gsplat for CUDA tensors when installed, else torch)."""
+    """recon3d rasterizer backend (auto: gsplat for CUDA tensors when it works, the compiled cpp rasterizer for
+    CPU tensors, else torch)."""
     antialiased: bool = False
     seed: int = 0
     camera_optimizer: CameraOptimizerConfig = field(default_factory=lambda: CameraOptimizerConfig(mode="off"))
