@@ -18,8 +18,8 @@ positions (also twice, for eikonal losses), and fuses well under ``torch.compile
 On CPU, when the positions need no gradient (NeRF: ray samples), the lookup and its backward run in
 the compiled kernel ``recon3d/core/csrc/hashgrid_cpu.cpp`` (:mod:`recon3d.core.native`; the same
 indices and weights, threads over points forward and over levels backward, so no write conflicts):
-several times faster than the gather and its scatter-add backward (``scripts/bench_nerf.py
---encoding-only``). ``RECON3D_HASHGRID=torch`` forces the PyTorch path.
+several times faster than the gather and its scatter-add backward
+(``scripts/bench_nerf_hot_path.py``). ``RECON3D_HASHGRID=torch`` forces the PyTorch path.
 """
 
 from __future__ import annotations
@@ -182,15 +182,14 @@ class HashGridEncoding(nn.Module):
             self._groups.append((name, levels, hashed))
         order = [lv for _, levels, _ in self._groups for lv in levels]
         self._perm: Optional[list[int]] = None if order == sorted(order) else [order.index(lv) for lv in range(num_levels)]
-        # per-level parameters in level order, for the compiled kernel
-        hashed = [lv in self.hashed_levels for lv in range(num_levels)]
-        strides_all = []
-        for lv, res in enumerate(self.resolutions):
-            strides_all.append(HASH_PRIMES if hashed[lv] else (1, res + 1, (res + 1) ** 2))
-        self._native_params = (torch.tensor(self.resolutions, dtype=torch.float32),
-                               torch.tensor(hashed, dtype=torch.int32),
-                               torch.tensor(strides_all, dtype=torch.int64).contiguous(),
-                               torch.tensor(offsets, dtype=torch.int64), table_size - 1, num_levels)
+        # the groups' per-level parameters in level order, for the compiled kernel
+        def level_major(key: str) -> Tensor:
+            t = torch.cat([getattr(self, f"_{name}_{key}") for name, _, _ in self._groups])
+            return (t if self._perm is None else t[self._perm]).contiguous()
+
+        hashed = torch.tensor([lv in self.hashed_levels for lv in range(num_levels)], dtype=torch.int32)
+        self._native_params = (level_major("res"), hashed, level_major("strides"), level_major("offsets"),
+                               table_size - 1, num_levels)
 
     @property
     def output_dim(self) -> int:

@@ -51,7 +51,7 @@ ABI_VERSION = 1
 
 @dataclass(frozen=True)
 class NativeStatus:
-    """Whether the compiled rasterizer can be used: ``usable``, the loaded ``lib`` (or None), and
+    """Whether the compiled kernels can be used: ``usable``, the loaded ``lib`` (or None), and
     ``reason`` (a one-line explanation with the fix) when it cannot."""
 
     usable: bool
@@ -123,7 +123,7 @@ def build(verbose: bool = False) -> Path:
                     first = (res.stderr.strip().splitlines() or ["(no output)"])[0]
                     raise RuntimeError(f"compiling {SOURCE_DIR} with {cxx} failed: {first}")
                 os.replace(tmp, target)
-                for old in [*d.glob("recon3d_cpu-*.so"), *d.glob("raster_cpu-*.so")]:  # builds of earlier sources (safe on Linux if mapped)
+                for old in d.glob("recon3d_cpu-*.so"):  # builds of earlier sources (safe on Linux if mapped)
                     if old != target:
                         old.unlink(missing_ok=True)
                 msg = f"compiled recon3d's CPU kernels in {time.perf_counter() - t0:.1f} s: {target}"
@@ -131,7 +131,7 @@ def build(verbose: bool = False) -> Path:
                 return target
         except PermissionError as exc:  # read-only environment: try the next place
             errors.append(f"{d}: {exc.strerror}")
-    raise RuntimeError(f"cannot write the compiled rasterizer anywhere ({'; '.join(errors)}); set {ENV_DIR}")
+    raise RuntimeError(f"cannot write the compiled kernels anywhere ({'; '.join(errors)}); set {ENV_DIR}")
 
 
 _P, _I32, _I64, _F64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double
@@ -198,16 +198,15 @@ def main() -> int:
     """``python -m recon3d.core.native``: build at set-up and say whether it works."""
     logging.basicConfig(level=logging.INFO, format="[native] %(message)s")
     try:
-        path = build(verbose=True)
-    except RuntimeError as exc:
-        print(f"[native] the compiled CPU rasterizer is NOT usable: {exc}; recon3d falls back to the "
-              "slower PyTorch rasterizer on CPU", file=sys.stderr)
-        return 1
+        build(verbose=True)  # prints the compile time when it compiles
+    except RuntimeError:
+        pass  # native_status() reports the same reason
     status = native_status()
     if not status.usable:
-        print(f"[native] the compiled CPU rasterizer is NOT usable: {status.reason}", file=sys.stderr)
+        print(f"[native] the compiled CPU kernels are NOT usable: {status.reason}; recon3d falls back to the "
+              "slower PyTorch code on CPU", file=sys.stderr)
         return 1
-    print(f"[native] compiled CPU rasterizer ok ({status.lib.rc_max_threads()} OpenMP threads): {path}")
+    print(f"[native] compiled CPU kernels ok ({status.lib.rc_max_threads()} OpenMP threads): {status.path}")
     return 0
 
 

@@ -126,8 +126,6 @@ void backward_impl(int H, int W, int C, const S* x, const S* y, const S* g, int 
 
 extern "C" {
 
-int ssim_max_channels() { return 16; }
-
 void ssim_forward_f32(int H, int W, int C, const float* x, const float* y, const float* g, int win, double c1,
                       double c2, float* stats, float* smap, int nthreads) {
   forward_impl<float>(H, W, C, x, y, g, win, float(c1), float(c2), stats, smap, nthreads);

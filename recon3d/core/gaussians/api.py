@@ -41,6 +41,7 @@ from torch import Tensor
 
 from .gaussians import Gaussians
 from .projection import EPS2D
+from .rasterize_cpp import CppUnavailableError, require_cpp, warn_cpp_fallback  # noqa: F401 (re-exported)
 
 BACKENDS = ("auto", "cpp", "torch", "gsplat", "reference")
 ENV_BACKEND = "RECON3D_RASTER_BACKEND"
@@ -95,7 +96,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             if status.usable:
                 backend = "cpp"
             else:
-                _warn_cpp_fallback(status.reason)
+                warn_cpp_fallback(status.reason)
         elif device.type == "cuda":
             from .rasterize_gsplat import gsplat_status, warn_fallback
 
@@ -105,38 +106,6 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             else:
                 warn_fallback(status)
     return backend
-
-
-_CPP_WARNED = False
-
-
-def _warn_cpp_fallback(reason: str) -> None:
-    global _CPP_WARNED
-    if not _CPP_WARNED:
-        _CPP_WARNED = True
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "compiled CPU rasterizer unusable (%s); using the PyTorch rasterizer instead (several times slower). "
-            "Fix: install a C++ compiler (apt-get install g++) and run `python -m recon3d.core.native`",
-            reason)
-
-
-class CppUnavailableError(ValueError):
-    """``backend="cpp"`` was asked for explicitly but cannot render these tensors."""
-
-
-def require_cpp(device: torch.device) -> None:
-    """Raise :class:`CppUnavailableError` (one line) unless the compiled CPU rasterizer can render on
-    ``device``."""
-    if device.type != "cpu":
-        raise CppUnavailableError(f"the cpp rasterizer renders CPU tensors, not {device}; use --backend auto, "
-                                  "torch or gsplat there")
-    from ..native import native_status
-
-    status = native_status()
-    if not status.usable:
-        raise CppUnavailableError(f"the compiled CPU rasterizer is unavailable: {status.reason}")
 
 
 def check_backend(backend: str, device) -> str:
@@ -253,9 +222,7 @@ def rasterize(
     if name == "torch":
         from .rasterize_torch import rasterize_torch as fn
     elif name == "cpp":
-        from .rasterize_cpp import rasterize_cpp as fn
-
-        require_cpp(ref.device)
+        from .rasterize_cpp import rasterize_cpp as fn  # checks the device and the library (require_cpp)
     elif name == "gsplat":
         from .rasterize_gsplat import rasterize_gsplat as fn
         from .rasterize_gsplat import require_gsplat

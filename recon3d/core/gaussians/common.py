@@ -69,6 +69,42 @@ def depth_order(d: Tensor) -> Tensor:
     return torch.sort(d, stable=True)[1]
 
 
+def project_visible(
+    gaussians: Gaussians,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    sh_degree: Optional[int],
+    near: float,
+    far: float,
+    antialiased: bool,
+    eps2d: float = EPS2D,
+) -> tuple[Projected, Tensor, Tensor, Tensor, Tensor]:
+    """Every (camera, Gaussian) of ``gaussians`` for the C cameras ``viewmats`` (C, 4, 4) / ``Ks``
+    (C, 3, 3), differentiable (through the cameras too): the EWA projection, effective opacities
+    (C, N) (antialiasing compensation applied), view-dependent colours (C, N, 3), and the visibility
+    (C, N) bool and pixel boxes (C, N, 4) of :func:`.projection.visibility`."""
+    means, quats, scales, opacities, colors = gaussians.tensors()
+    C = viewmats.shape[0]
+    proj = project_gaussians(means, quats, scales, viewmats, Ks, width, height, near, far, eps2d, antialiased)
+    opac = opacities[None, :].expand(C, -1)
+    if proj.compensation is not None:
+        opac = opac * proj.compensation
+    visible, boxes = visibility(proj, opac, width, height)
+    rgb = view_colors(colors, sh_degree, means, viewmats)
+    return proj, opac, rgb, visible, boxes
+
+
+def depth_sorted(keep: Tensor, depths: Tensor) -> tuple[Tensor, Tensor]:
+    """The kept (camera, Gaussian) pairs front to back: flat indices ``c * N + n`` (M,) int64 of the
+    True entries of ``keep`` (C, N), stably sorted by ``depths`` (C, N), and their camera index (M,)."""
+    with torch.no_grad():
+        flat = keep.reshape(-1).nonzero()[:, 0]
+        flat = flat[depth_order(depths.detach().reshape(-1)[flat])]
+        return flat, torch.div(flat, keep.shape[1], rounding_mode="floor")
+
+
 def prepare(
     gaussians: Gaussians,
     viewmats: Tensor,
@@ -86,21 +122,11 @@ def prepare(
     the C cameras ``viewmats`` (C, 4, 4) / ``Ks`` (C, 3, 3). With ``cull_by_support=False`` every pair
     with a valid depth is kept, even if no pixel can see it (the brute-force reference uses this, so
     the tests verify that support-box culling never changes the image)."""
-    means, quats, scales, opacities, colors = gaussians.tensors()
-    C, N = viewmats.shape[0], means.shape[0]
-    proj = project_gaussians(means, quats, scales, viewmats, Ks, width, height, near, far, eps2d, antialiased)
-    opac = opacities[None, :].expand(C, -1)
-    if proj.compensation is not None:
-        opac = opac * proj.compensation
-    visible, boxes = visibility(proj, opac, width, height)
-    with torch.no_grad():
-        keep = visible if cull_by_support else proj.valid
-        flat = keep.reshape(-1).nonzero()[:, 0]
-        order = depth_order(proj.depths.detach().reshape(-1)[flat])
-        flat = flat[order]
-        cam = torch.div(flat, N, rounding_mode="floor")
-        gid = flat - cam * N
-    rgb = view_colors(colors, sh_degree, means, viewmats)
+    C, N = viewmats.shape[0], gaussians.means.shape[0]
+    proj, opac, rgb, visible, boxes = project_visible(gaussians, viewmats, Ks, width, height, sh_degree, near, far,
+                                                      antialiased, eps2d)
+    flat, cam = depth_sorted(visible if cull_by_support else proj.valid, proj.depths)
+    gid = flat - cam * N
     dense = torch.cat(
         [proj.means2d, proj.conics, opac[..., None], rgb, proj.depths[..., None]], dim=-1
     )  # (C, N, 10)

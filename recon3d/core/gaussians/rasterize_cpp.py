@@ -1,18 +1,21 @@
 """Compiled, multi-threaded CPU rasterizer: the default backend for CPU tensors (``backend="cpp"``).
 
 Same 2D Gaussians and the same outputs as the PyTorch tile rasterizer (:mod:`.rasterize_torch`, the
-readable twin and the reference in the tests): projection, SH colors, visibility and the depth sort
-run in PyTorch (:func:`.common.prepare`, autograd), and the per-pixel work runs in C++/OpenMP
+readable twin and the reference in the tests), computed in C++/OpenMP
 (``recon3d/core/csrc/raster_cpu.cpp``, built by :mod:`recon3d.core.native`):
 
-1. Bin: each depth-sorted pair is listed in every ``tile x tile`` tile its support box touches (two
+1. Project (``_ProjectCpp``): EWA projection, SH colours, effective opacities and support boxes,
+   fused per Gaussian, threads over Gaussians; its backward is fused too. When the cameras need a
+   gradient (pose refinement) the PyTorch projection (:func:`.common.project_visible`) runs instead.
+   The visible pairs are depth-sorted in PyTorch (:func:`.common.depth_sorted`).
+2. Bin: each depth-sorted pair is listed in every ``tile x tile`` tile its support box touches (two
    linear passes, lists come out front to back).
-2. Composite: tiles are spread over threads; per tile, each pair is evaluated only on the pixels of
-   its box (one SIMD loop per row), front to back, with gsplat's rules (alpha clamped at 0.999,
-   skipped at or below 1/255, a pixel stops before the pair that would bring its transmittance to
-   <= 1e-4), and the tile stops when all its pixels have. Per pixel it keeps the final transmittance
-   and the last contributing entry (8 bytes) for the backward pass.
-3. Backward: per tile, back to front from the last contributing entry, the transmittance is
+3. Composite: tiles are spread over threads; per tile, each pair is evaluated only on the rows of its
+   box, in 8-pixel SIMD chunks, front to back, with gsplat's rules (alpha clamped at 0.999, skipped at
+   or below 1/255, a pixel stops before the pair that would bring its transmittance to <= 1e-4), and
+   the tile stops when all its pixels have. Per pixel it keeps the final transmittance and the last
+   contributing entry (8 bytes) for the backward pass.
+4. Backward: per tile, back to front from the last contributing entry, the transmittance is
    recovered by division, ``dL/dalpha_k = T_k v_k - (sum_{j>k} w_j v_j) / (1 - alpha_k)``, and the
    gradients of mean, conic, opacity, color and depth are summed per list entry, then per pair
    (deterministic, no atomics: the result does not depend on the thread count).
@@ -29,13 +32,42 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .common import NUM_COLS, depth_order, finish_outputs, view_colors
-from .gaussians import Gaussians
 from ..native import native_status
-from .projection import EPS2D, project_gaussians, visibility
+from .common import NUM_COLS, depth_sorted, finish_outputs, project_visible
+from .gaussians import Gaussians
+from .projection import EPS2D
 from .sh import num_sh_bases
 
 DEFAULT_TILE_SIZE = 16
+_CPP_WARNED = False
+
+
+class CppUnavailableError(ValueError):
+    """``backend="cpp"`` was asked for explicitly but cannot render these tensors."""
+
+
+def require_cpp(device: torch.device) -> None:
+    """Raise :class:`CppUnavailableError` (one line) unless the compiled CPU rasterizer can render on
+    ``device``."""
+    if torch.device(device).type != "cpu":
+        raise CppUnavailableError(f"the cpp rasterizer renders CPU tensors, not {device}; use --backend auto, "
+                                  "torch or gsplat there")
+    status = native_status()
+    if not status.usable:
+        raise CppUnavailableError(f"the compiled CPU rasterizer is unavailable: {status.reason}")
+
+
+def warn_cpp_fallback(reason: str) -> None:
+    """The one-line warning (once per process) when ``auto`` cannot use the compiled rasterizer."""
+    global _CPP_WARNED
+    if not _CPP_WARNED:
+        _CPP_WARNED = True
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "compiled CPU rasterizer unusable (%s); using the PyTorch rasterizer instead (several times slower). "
+            "Fix: install a C++ compiler (apt-get install g++) and run `python -m recon3d.core.native`",
+            reason)
 
 
 def _ptr(t: Tensor) -> int:
@@ -70,10 +102,6 @@ class _Bins:
         self.entry_pos = torch.empty(L, dtype=torch.int64)
         lib.rc_bin_fill(M, _ptr(box), _ptr(cam), W, H, tile, _ptr(cursor), _ptr(self.entries), _ptr(self.entry_pos))
         self.num_entries = L
-
-
-def _zeros_if_none(g: Optional[Tensor], like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if g is None else g.contiguous()
 
 
 class _ProjectCpp(torch.autograd.Function):
@@ -119,11 +147,9 @@ class _ProjectCpp(torch.autograd.Function):
         W, H, nb, near, far, eps2d, antialiased, nthreads = ctx.settings
         sfx = _suffix(means.dtype)
         C, N = viewmats.shape[0], means.shape[0]
-        like = torch.empty(C, N, dtype=means.dtype)
-        gs = [_zeros_if_none(g, ref) for g, ref in ((g_means2d, like[..., None].expand(C, N, 2)),
-                                                     (g_conics, like[..., None].expand(C, N, 3)),
-                                                     (g_opac, like), (g_rgb, like[..., None].expand(C, N, 3)),
-                                                     (g_depths, like))]
+        shapes = ((C, N, 2), (C, N, 3), (C, N), (C, N, 3), (C, N))  # means2d, conics, opac, rgb, depths
+        gs = [torch.zeros(shape, dtype=means.dtype) if g is None else g.contiguous()
+              for g, shape in zip((g_means2d, g_conics, g_opac, g_rgb, g_depths), shapes)]
         outs = [torch.empty_like(t) for t in (means, quats, scales, opacities, colors)]
         getattr(lib, f"rc_project_bwd_{sfx}")(
             N, C, *(_ptr(t) for t in (means, quats, scales, opacities, colors)), ctx.K, nb, _ptr(viewmats), _ptr(Ks),
@@ -180,19 +206,6 @@ class _CompositeCpp(torch.autograd.Function):
         return (*grads, None, None, None, None)
 
 
-def _project_torch(gaussians: Gaussians, viewmats, Ks, width, height, sh_degree, near, far, antialiased, eps2d):
-    """The PyTorch projection (autograd through the cameras too), in the layout of :class:`_ProjectCpp`."""
-    means, quats, scales, opacities, colors = gaussians.tensors()
-    C = viewmats.shape[0]
-    proj = project_gaussians(means, quats, scales, viewmats, Ks, width, height, near, far, eps2d, antialiased)
-    opac = opacities[None, :].expand(C, -1)
-    if proj.compensation is not None:
-        opac = opac * proj.compensation
-    visible, boxes = visibility(proj, opac, width, height)
-    rgb = view_colors(colors, sh_degree, means, viewmats)
-    return proj.means2d, proj.conics, opac, rgb, proj.depths, proj.radii, visible, boxes
-
-
 def rasterize_cpp(
     gaussians: Gaussians,
     viewmats: Tensor,
@@ -212,32 +225,27 @@ def rasterize_cpp(
     (returns a dict of the :class:`~.api.RasterOutput` fields). Cameras that require gradients (pose
     refinement) are projected by the PyTorch projection, so their gradients flow; the compositing is
     compiled either way."""
-    status = native_status()
-    if not status.usable:
-        raise RuntimeError(f"the compiled CPU rasterizer is not available: {status.reason}")
-    if gaussians.device.type != "cpu":
-        raise ValueError(f"the cpp rasterizer renders CPU tensors, got {gaussians.device}; use backend='torch' "
-                         "or 'gsplat' on CUDA")
+    require_cpp(gaussians.device)
     tile = int(tile_size or DEFAULT_TILE_SIZE)
-    max_tile = status.lib.rc_max_tile()
+    max_tile = native_status().lib.rc_max_tile()
     if tile % 8 or not 8 <= tile <= max_tile:
         raise ValueError(f"tile_size must be a multiple of 8 up to {max_tile} for the cpp rasterizer, got {tile}")
-    C, N = viewmats.shape[0], gaussians.means.shape[0]
+    C = viewmats.shape[0]
     _suffix(gaussians.dtype)
     nthreads = torch.get_num_threads()
     width, height = int(width), int(height)
     if viewmats.requires_grad or Ks.requires_grad:
-        dense = _project_torch(gaussians, viewmats, Ks, width, height, sh_degree, near, far, antialiased, eps2d)
+        proj, opac, rgb, visible, boxes = project_visible(gaussians, viewmats, Ks, width, height, sh_degree, near,
+                                                          far, antialiased, eps2d)
+        dense = proj.means2d, proj.conics, opac, rgb, proj.depths, proj.radii, visible, boxes
     else:
         nb = 0 if sh_degree is None else num_sh_bases(sh_degree)
         settings = (width, height, nb, float(near), float(far), float(eps2d), bool(antialiased), nthreads)
         dense = _ProjectCpp.apply(*gaussians.tensors(), viewmats.detach(), Ks.detach(), settings)
     means2d, conics, opac, rgb, depths, radii, visible, boxes = dense
-    with torch.no_grad():
-        flat = visible.reshape(-1).nonzero()[:, 0]
-        flat = flat[depth_order(depths.detach().reshape(-1)[flat])].contiguous()
-        cam = torch.div(flat, N, rounding_mode="floor").to(torch.int32)
-        box = boxes.reshape(-1, 4).index_select(0, flat).to(torch.int32).contiguous()
+    flat, cam = depth_sorted(visible, depths)
+    cam = cam.to(torch.int32)
+    box = boxes.reshape(-1, 4).index_select(0, flat).to(torch.int32).contiguous()
     img = _CompositeCpp.apply(means2d, conics, opac, rgb, depths, flat, box, cam, (C, height, width, tile, nthreads))
     return finish_outputs(means2d, radii, visible, depths, flat.shape[0], img[..., :3], img[..., 3:4], img[..., 4:5],
                           backgrounds)
