@@ -45,3 +45,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"{SHARED_DATA} not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def tiny_blender(tmp_path_factory):
+    """A 9-view 32 px synthetic Blender-format scene (random object), one per test module."""
+    from recon3d.io.synthetic import generate_scene
+
+    root = tmp_path_factory.mktemp("tiny_blender") / "tiny"
+    generate_scene(root, num_views=9, size=32, seed=1, object="random")
+    return root
+
+
+def fit_straight_and_resumed(scene, cfg, root: Path, interrupt_at: int = 10):
+    """Two splat fits of ``scene`` with ``cfg``: one straight through (``root/a``), one stopped after
+    ``interrupt_at`` steps, checkpointed and resumed by a fresh trainer (``root/b``). Returns the two
+    trainers; a resume that restores everything makes them equal."""
+    from recon3d.methods.splat import SplatTrainer
+    from recon3d.runtime.checkpoint import checkpoint_path
+
+    straight = SplatTrainer(scene, cfg, root / "a", device="cpu")
+    straight.fit(progress=False)
+    first = SplatTrainer(scene, cfg, root / "b", device="cpu")
+    for _ in range(interrupt_at):
+        first.train_step()
+    first.save(checkpoint_path(root / "b" / "checkpoints", first.step))
+    resumed = SplatTrainer(scene, cfg, root / "b", device="cpu")
+    resumed.fit(resume=True, progress=False)
+    return straight, resumed

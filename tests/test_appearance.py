@@ -17,7 +17,7 @@ from recon3d.methods.splat.appearance import (
     resolve_appearance,
 )
 from recon3d.methods.splat.strategy import DensifyConfig
-from recon3d.runtime.checkpoint import checkpoint_path
+from tests.conftest import fit_straight_and_resumed
 
 
 def _cfg(**kw) -> SplatConfig:
@@ -126,14 +126,7 @@ def test_learns_the_applied_per_image_gains(exposed, tmp_path):
 def test_resume_is_exact_with_appearance_state(exposed, tmp_path):
     scene, _ = exposed
     cfg = _cfg(max_steps=20, checkpoint_every=10, init_num_random=300, appearance_start=3)
-    straight = SplatTrainer(scene, cfg, tmp_path / "a", device="cpu")
-    straight.fit(progress=False)
-    first = SplatTrainer(scene, cfg, tmp_path / "b", device="cpu")
-    for _ in range(10):
-        first.train_step()
-    first.save(checkpoint_path(tmp_path / "b" / "checkpoints", first.step))
-    resumed = SplatTrainer(scene, cfg, tmp_path / "b", device="cpu")
-    resumed.fit(resume=True, progress=False)
+    straight, resumed = fit_straight_and_resumed(scene, cfg, tmp_path)
     assert torch.equal(straight.appearance.affine, resumed.appearance.affine)
     assert float((straight.appearance.affine.detach() - identity_affines(len(scene))).abs().max()) > 0
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
@@ -259,15 +252,6 @@ def test_registry_maps_the_appearance_option():
     assert get_method("sugar").config("quick", appearance="off").splat.appearance == "off"
     with pytest.raises(DataError, match="--appearance"):
         get_method("nerf").config("quick", appearance="on")
-
-
-@pytest.fixture(scope="module")
-def tiny_blender(tmp_path_factory):
-    from recon3d.io.synthetic import generate_scene
-
-    root = tmp_path_factory.mktemp("cli_app") / "tiny"
-    generate_scene(root, num_views=9, size=32, seed=1, object="random")
-    return root
 
 
 def test_fit_flag_on_resume_and_refusals(tiny_blender, tmp_path, capsys):

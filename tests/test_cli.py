@@ -9,15 +9,6 @@ import pytest
 from recon3d.cli import main
 
 
-@pytest.fixture(scope="module")
-def tiny_blender(tmp_path_factory):
-    from recon3d.io.synthetic import generate_scene
-
-    root = tmp_path_factory.mktemp("cli") / "tiny"
-    generate_scene(root, num_views=9, size=32, seed=1, object="random")
-    return root
-
-
 def test_fit_writes_the_run_folder_and_resumes(tiny_blender, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["fit", "--data", str(tiny_blender), "--preset", "quick", "--max-steps", "6", "--orbit-frames", "3",

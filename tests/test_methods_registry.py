@@ -12,15 +12,6 @@ from recon3d.methods.registry import METHODS, get_method, names_with
 from recon3d.runtime.config import PRESET_NAMES, Presets
 
 
-@pytest.fixture(scope="module")
-def tiny_blender(tmp_path_factory):
-    from recon3d.io.synthetic import generate_scene
-
-    root = tmp_path_factory.mktemp("reg") / "tiny"
-    generate_scene(root, num_views=9, size=32, seed=1, object="random")
-    return root
-
-
 def test_every_method_declares_config_presets_and_trainer():
     from recon3d.methods.base import PerSceneMethod
 

@@ -13,6 +13,7 @@ from recon3d.core.gaussians import Gaussians, rasterize
 from recon3d.core.pose_correction import (
     PoseCorrection, correction_matrices, fit_pose, rigid_drift, so3_exp, so3_log,
 )
+from tests.conftest import fit_straight_and_resumed
 
 
 def _rot_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -167,14 +168,7 @@ def test_splat_pose_opt_resumes_exactly_and_refuses_mismatched_checkpoints(noisy
 
     scene, _ = noisy_scene
     cfg = _cfg(max_steps=20, checkpoint_every=10, init_num_random=300)
-    straight = SplatTrainer(scene, cfg, tmp_path / "a", device="cpu")
-    straight.fit(progress=False)
-    first = SplatTrainer(scene, cfg, tmp_path / "b", device="cpu")
-    for _ in range(10):
-        first.train_step()
-    first.save(checkpoint_path(tmp_path / "b" / "checkpoints", first.step))
-    resumed = SplatTrainer(scene, cfg, tmp_path / "b", device="cpu")
-    resumed.fit(resume=True, progress=False)
+    straight, resumed = fit_straight_and_resumed(scene, cfg, tmp_path)
     assert torch.equal(straight.pose_correction.deltas, resumed.pose_correction.deltas)
     assert float(straight.pose_correction.deltas.detach().abs().max()) > 0
     plain = SplatTrainer(scene, replace(cfg, pose_opt=False), tmp_path / "c", device="cpu")
