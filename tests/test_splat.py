@@ -174,3 +174,62 @@ def test_config_round_trip_and_bad_file(tmp_path):
     (tmp_path / "bad.json").write_text('{"max_steps": 1, "nope": 2}')
     with pytest.raises(DataError, match=r"bad.json.*nope"):
         SplatConfig.load(tmp_path / "bad.json")
+
+
+def _masked_copy(scene, root, mask_fn):
+    """``scene`` with its images saved opaque (RGB) and masks ``mask_fn(alpha)`` that cut the object out."""
+    from recon3d.io.images import save_image
+
+    paths, masks = [], []
+    for i in range(len(scene)):
+        paths.append(save_image(root / f"img_{i}.png", scene.image(i)))
+        masks.append(save_image(root / f"mask_{i}.png", mask_fn(scene.alpha(i))))
+    return replace(scene, image_paths=paths, mask_paths=masks, masks_as_alpha=True)
+
+
+def _inside_silhouettes(tr, scene, views) -> float:
+    """Fraction of (Gaussian, view) pairs whose center projects inside view's alpha silhouette (1 px dilated)."""
+    import torch.nn.functional as F
+
+    hits, total = 0, 0
+    for i in views:
+        sil = (scene.alpha(i) >= 0.5).float()[None, None]
+        sil = F.max_pool2d(sil, 3, stride=1, padding=1)[0, 0] > 0
+        uv, z = tr.cameras[i].project(tr.model.means.detach())
+        uv = uv[0].floor().long()
+        ok = (z[0] > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < sil.shape[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < sil.shape[0])
+        hits += int(sil[uv[ok, 1], uv[ok, 0]].sum())
+        total += len(uv)
+    return hits / total
+
+
+def test_hull_init_starts_on_the_object_and_beats_random(tiny_scene, tmp_path):
+    hull = SplatTrainer(tiny_scene, _tiny_cfg(init="hull", init_num_hull=600, init_hull_resolution=32),
+                        tmp_path / "h", device="cpu")
+    rand = SplatTrainer(tiny_scene, _tiny_cfg(init="random", init_num_random=600), tmp_path / "r", device="cpu")
+    assert len(hull.model) == 600
+    test = list(tiny_scene.test_indices)  # views the hull was not carved from
+    on_hull, on_rand = _inside_silhouettes(hull, tiny_scene, test), _inside_silhouettes(rand, tiny_scene, test)
+    # (at 40 px a voxel's reach is a large part of the silhouette, so the margin is what is checked)
+    assert on_hull > on_rand + 0.15, (on_hull, on_rand)
+    # coloured from the views: the untrained model already looks like the object
+    p_hull = hull.evaluate("test", save_renders=False)["psnr"]
+    p_rand = rand.evaluate("test", save_renders=False)["psnr"]
+    assert p_hull > p_rand + 2.0, (p_hull, p_rand)
+
+
+def test_auto_init_uses_the_hull_of_cut_out_masks_and_falls_back_to_random(tiny_scene, tmp_path):
+    from recon3d.core.visual_hull import EmptyHullError
+
+    cfg = _tiny_cfg(init_num_hull=500, init_hull_resolution=32, init_num_random=300)
+    masked = _masked_copy(tiny_scene, tmp_path / "m", lambda a: a >= 0.5)
+    assert len(SplatTrainer(masked, cfg, tmp_path / "a", device="cpu").model) == 500  # auto: the hull
+    empty = _masked_copy(tiny_scene, tmp_path / "e", lambda a: torch.zeros_like(a, dtype=torch.bool))
+    assert len(SplatTrainer(empty, cfg, tmp_path / "b", device="cpu").model) == 300  # nothing to carve: random
+    with pytest.raises(EmptyHullError):
+        SplatTrainer(empty, replace(cfg, init="hull"), tmp_path / "c", device="cpu")
+    opaque = replace(masked, mask_paths=None, masks_as_alpha=False)  # RGB photos, no masks: no silhouettes
+    with pytest.raises(ValueError, match="init='hull' needs object silhouettes"):
+        SplatTrainer(opaque, replace(cfg, init="hull"), tmp_path / "d", device="cpu")
+    with pytest.raises(ValueError, match="init must be one of auto, points, hull, random"):
+        SplatTrainer(tiny_scene, replace(cfg, init="hul"), tmp_path / "e", device="cpu")

@@ -16,8 +16,12 @@ class SplatConfig(ConfigIO):
     sh_degree: int = 3
     sh_degree_interval: int = 1_000  # one more SH degree every this many steps (at 30k-step scale)
     ssim_lambda: float = 0.2  # loss = (1 - l) * L1 + l * D-SSIM
-    init: str = "auto"  # "auto" (points if the scene has them), "points", "random"
+    # "auto": the scene's SfM points if it has them, else the masks' visual hull for masked captures, else random;
+    # "points", "hull" (silhouettes: masks, or the images' alpha), "random"
+    init: str = "auto"
     init_num_random: int = 50_000
+    init_num_hull: int = 30_000  # Gaussians sampled on the visual hull's surface
+    init_hull_resolution: int = 256  # voxels along the hull box's longest side
     init_random_extent: float = 1 / 3  # random init box half-size, as a fraction of the nearest camera distance
     init_opacity: float = 0.1
     background: str = "scene"  # "scene" (what the dataset's images are composited on), "white", "black"

@@ -27,6 +27,7 @@ from recon3d.core.background import background_color
 from recon3d.core.gaussians import rasterize
 from recon3d.core.metrics import dssim_loss, psnr
 from recon3d.core.pose_correction import PoseCorrection, fit_pose, rigid_drift
+from recon3d.core.visual_hull import EmptyHullError, surface_colors, visual_hull
 from recon3d.runtime.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
 from recon3d.mesh import normalized_to_world
 from recon3d.methods.base import PerSceneMethod
@@ -43,6 +44,24 @@ from .ply import save_splat_ply
 from .strategy import DensifyStrategy
 
 log = logging.getLogger(__name__)
+
+INIT_MODES = ("auto", "points", "hull", "random")
+
+
+def has_silhouettes(scene) -> bool:
+    """Whether ``scene`` outlines its object in every view: masks that cut it out
+    (``masks_as_alpha``), or images with an alpha channel."""
+    from recon3d.io.images import image_has_alpha
+
+    if getattr(scene, "masks_as_alpha", False) and scene.has_masks:
+        return True
+    paths = getattr(scene, "image_paths", None)
+    return bool(paths) and image_has_alpha(paths[0])
+
+
+def silhouette(scene, i: int) -> Tensor:
+    """(H, W) bool object silhouette of view ``i``: its alpha (the mask with ``masks_as_alpha``) at 0.5."""
+    return scene.alpha(i) >= 0.5
 
 class SplatTrainer(PerSceneMethod):
     """Fits a :class:`GaussianModel` to a scene's training views.
@@ -87,19 +106,45 @@ class SplatTrainer(PerSceneMethod):
     # ------------------------------------------------------------------ setup
     def _init_model(self) -> GaussianModel:
         cfg, scene = self.cfg, self.scene
+        if cfg.init not in INIT_MODES:
+            raise ValueError(f"init must be one of {', '.join(INIT_MODES)}, got {cfg.init!r}")
         points = getattr(scene, "points", None)
-        use_points = cfg.init == "points" or (cfg.init == "auto" and points is not None and len(points) >= 4)
-        if use_points:
-            if points is None or len(points) < 4:
+        has_points = points is not None and len(points) >= 4
+        if cfg.init == "points" or (cfg.init == "auto" and has_points):
+            if not has_points:
                 raise ValueError("init='points' but the scene has no sparse points")
             log.info("initializing %d Gaussians from the scene's points", len(points))
             return GaussianModel.from_points(points, getattr(scene, "point_colors", None), cfg.sh_degree,
                                              init_opacity=cfg.init_opacity)
+        if cfg.init == "hull":
+            if not has_silhouettes(scene):
+                raise ValueError("init='hull' needs object silhouettes: masks that cut the object out "
+                                 "(masks_as_alpha) or images with alpha")
+            return self._init_from_hull()
+        if cfg.init == "auto" and getattr(scene, "masks_as_alpha", False) and scene.has_masks:
+            try:
+                return self._init_from_hull()
+            except EmptyHullError as e:
+                log.warning("no visual hull from the masks (%s): starting from random Gaussians instead", e)
         center = self.cameras.look_at().cpu()
         half = float((self.cameras.centers.cpu() - center).norm(dim=-1).min()) * cfg.init_random_extent
         log.info("initializing %d random Gaussians in a box of half-size %.3f", cfg.init_num_random, half)
         return GaussianModel.random_in_box(cfg.init_num_random, center - half, center + half, cfg.sh_degree,
                                            generator=self.generator, init_opacity=cfg.init_opacity)
+
+    def _init_from_hull(self) -> GaussianModel:
+        """Gaussians on the surface of the training silhouettes' visual hull, coloured from the views
+        facing them (object captures with masks and no SfM points; :mod:`recon3d.core.visual_hull`)."""
+        cfg, scene = self.cfg, self.scene
+        train = list(scene.train_indices)
+        sils = [silhouette(scene, i) for i in train]
+        cams = self.cameras.to("cpu")
+        hull = visual_hull(cams[train], sils, resolution=cfg.init_hull_resolution)
+        pts, normals = hull.sample_surface(cfg.init_num_hull, generator=self.generator)
+        colors = surface_colors(pts, normals, cams, scene.image, train)
+        log.info("initializing %d Gaussians on the visual hull of %d silhouettes (%d surface voxels of %.4f)",
+                 len(pts), len(train), len(hull.surface()), hull.voxel)
+        return GaussianModel.from_points(pts, colors, cfg.sh_degree, init_opacity=cfg.init_opacity)
 
     def _background(self, C: int) -> Tensor:
         """(C, 3) background color: the scene's (what its images were composited on) or a named one."""
