@@ -142,8 +142,8 @@ class SplatTrainer(PerSceneMethod):
         hull = visual_hull(cams[train], sils, resolution=cfg.init_hull_resolution)
         pts, normals = hull.sample_surface(cfg.init_num_hull, generator=self.generator)
         colors = surface_colors(pts, normals, cams, scene.image, train)
-        log.info("initializing %d Gaussians on the visual hull of %d silhouettes (%d surface voxels of %.4f)",
-                 len(pts), len(train), len(hull.surface()), hull.voxel)
+        log.info("initializing %d Gaussians on the visual hull of %d silhouettes (voxels of %.4f)",
+                 len(pts), len(train), hull.voxel)
         return GaussianModel.from_points(pts, colors, cfg.sh_degree, init_opacity=cfg.init_opacity)
 
     def _background(self, C: int) -> Tensor:
